@@ -135,4 +135,3 @@ func TestRoundDiff(t *testing.T) {
 		}
 	}
 }
-
