@@ -1,0 +1,47 @@
+# wattpool: the two commands a fresh machine needs are `make demo` and
+# `make test`. Everything they depend on is installed by .ci/ensure-postgres
+# and by the Go toolchain (btcd is pinned as a Go tool in go.mod).
+
+GO ?= go
+TEST_TIMEOUT ?= 20m
+
+.PHONY: demo test test-short vet fmt-check bench fuzz build tools clean
+
+## demo: run the pool with a throw-away PostgreSQL and a btcd regtest node, with simulated miners
+demo: tools
+	$(GO) run ./cmd/wattpool demo $(DEMO_ARGS)
+
+## test: the whole suite under the race detector (unit, fuzz seeds, integration against real PostgreSQL and btcd)
+test: tools fmt-check vet
+	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./...
+
+## tools: PostgreSQL server binaries (installed when missing and root) and the pinned btcd
+tools:
+	@./.ci/ensure-postgres
+	@$(GO) tool -n btcd >/dev/null
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+## bench: the Go benchmarks recorded in BENCHMARKS.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./stratum/... ./shares/...
+
+## fuzz: a short run of every fuzz target (FUZZTIME per target)
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+build:
+	$(GO) build -o bin/ ./cmd/...
+
+clean:
+	rm -rf bin .devstack
