@@ -1,0 +1,478 @@
+// Package spool is a write-ahead log of share-ledger records on local disk:
+// the pool appends a record before it tells a miner "accepted", and a
+// writer later copies the records into PostgreSQL and deletes what it
+// committed. Records are length-prefixed and CRC-32C checksummed in
+// numbered segment files; a background syncer fsyncs them on a short
+// interval (group commit), or every record when asked.
+//
+// A Spool is safe for concurrent use.
+package spool
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// ErrFull is returned by Append when a record cannot be made durable: the
+// spool reached its byte limit (the database is not keeping up or is
+// down), the disk is full, a write failed or an fsync failed. The caller
+// must not claim the record was stored.
+var ErrFull = errors.New("share spool full or failing: record not stored")
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("share spool closed")
+
+// Defaults for Options fields left zero.
+const (
+	DefaultSegmentBytes = 64 << 20
+	DefaultSegmentAge   = time.Minute
+	DefaultSyncInterval = 20 * time.Millisecond
+	DefaultLimitBytes   = 4 << 30
+)
+
+// Options tune a Spool. Zero values take the defaults above.
+type Options struct {
+	// SegmentBytes is the size after which the active segment is sealed
+	// and a new one started.
+	SegmentBytes int64
+	// SegmentAge is the age after which a non-empty active segment is
+	// sealed, so that drained data can be deleted on a quiet pool.
+	SegmentAge time.Duration
+	// SyncInterval is how often the background syncer fsyncs what was
+	// written: the most a power loss can take with it.
+	SyncInterval time.Duration
+	// SyncEveryRecord makes Append fsync before it returns (slow, for
+	// operators who want zero loss window).
+	SyncEveryRecord bool
+	// LimitBytes caps the bytes of all segments on disk; Append fails with
+	// ErrFull beyond it.
+	LimitBytes int64
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// Log receives sync failures and recovery notes (zap.NewNop when nil).
+	Log *zap.Logger
+}
+
+func (o *Options) fill() {
+	if o.SegmentBytes <= 0 {
+		o.SegmentBytes = DefaultSegmentBytes
+	}
+	if o.SegmentAge <= 0 {
+		o.SegmentAge = DefaultSegmentAge
+	}
+	if o.SyncInterval <= 0 {
+		o.SyncInterval = DefaultSyncInterval
+	}
+	if o.LimitBytes <= 0 {
+		o.LimitBytes = DefaultLimitBytes
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+}
+
+// Position identifies an appended record forever: the random id of its
+// segment and its byte offset there.
+type Position struct {
+	SegmentID uint64
+	Seq       uint64
+	Offset    int64
+}
+
+// SegmentInfo describes a segment for readers.
+type SegmentInfo struct {
+	Seq  uint64
+	ID   uint64
+	Path string
+	// Readable is the end of the fsynced, readable part: records wholly
+	// before it are durable.
+	Readable int64
+	// Size is the bytes written so far.
+	Size int64
+	// Sealed is true once the segment takes no more records and is
+	// wholly synced; only sealed segments can be removed.
+	Sealed bool
+}
+
+type segment struct {
+	seq, id   uint64
+	path      string
+	f         *os.File // nil once closed
+	size      int64
+	synced    int64
+	sealed    bool // takes no more appends
+	dirSynced bool
+	created   time.Time
+}
+
+// Spool is an open spool directory. Open starts its syncer goroutine;
+// Close stops it.
+type Spool struct {
+	dir  string
+	opts Options
+
+	mu       sync.Mutex
+	segs     []*segment // by seq; the last may be active
+	active   *segment
+	nextSeq  uint64
+	bytes    int64
+	buf      []byte
+	failed   error
+	closed   bool
+	appended atomic.Uint64
+
+	syncMu sync.Mutex
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// Open opens (creating if needed) the spool in dir, checks every existing
+// segment, sets damaged ones aside (see Damaged) keeping their intact
+// records, and starts the background syncer. The returned reports list the
+// damage found; they are not errors: the spool is usable.
+func Open(dir string, opts Options) (*Spool, []Damaged, error) {
+	opts.fill()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("open spool: %w", err)
+	}
+	s := &Spool{dir: dir, opts: opts, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{})}
+	damaged, err := s.recover()
+	if err != nil {
+		return nil, damaged, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	go s.syncLoop()
+	return s, damaged, nil
+}
+
+// Dir returns the spool directory.
+func (s *Spool) Dir() string { return s.dir }
+
+// Append writes one record and returns once write(2) completed: the
+// record survives a crash of this process at once, and a power loss once
+// the syncer ran (or at once with SyncEveryRecord).
+func (s *Spool) Append(typ byte, payload []byte) (Position, error) {
+	if len(payload) > MaxPayload {
+		return Position{}, fmt.Errorf("spool append: payload of %d bytes exceeds %d", len(payload), MaxPayload)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Position{}, ErrClosed
+	}
+	if s.failed != nil {
+		return Position{}, fmt.Errorf("%w: spool disabled after earlier failure: %v", ErrFull, s.failed)
+	}
+	frame := int64(FrameOverhead + len(payload))
+	now := s.opts.Now()
+	if a := s.active; a != nil && a.size > HeaderSize &&
+		(a.size+frame > s.opts.SegmentBytes || now.Sub(a.created) >= s.opts.SegmentAge) {
+		s.sealLocked()
+	}
+	need := frame
+	if s.active == nil {
+		need += HeaderSize
+	}
+	if s.bytes+need > s.opts.LimitBytes {
+		return Position{}, fmt.Errorf("%w: %d bytes spooled, limit %d (is the database down?)", ErrFull, s.bytes, s.opts.LimitBytes)
+	}
+	if s.active == nil {
+		if err := s.createLocked(now); err != nil {
+			return Position{}, fmt.Errorf("%w: %v", ErrFull, err)
+		}
+	}
+	a := s.active
+	s.buf = AppendFrame(s.buf[:0], typ, payload)
+	if _, err := a.f.Write(s.buf); err != nil {
+		// Cut any partial frame off so the segment stays readable, and
+		// seal it: the next record goes to a fresh file.
+		if terr := a.f.Truncate(a.size); terr != nil {
+			s.opts.Log.Error("spool: cannot cut partial write", zap.String("path", a.path), zap.Error(terr))
+		}
+		s.sealLocked()
+		return Position{}, fmt.Errorf("%w: write %s: %v", ErrFull, a.path, err)
+	}
+	pos := Position{SegmentID: a.id, Seq: a.seq, Offset: a.size}
+	a.size += frame
+	s.bytes += frame
+	s.appended.Add(1)
+	if s.opts.SyncEveryRecord {
+		if err := s.syncActiveLocked(); err != nil {
+			s.failed = err
+			return Position{}, fmt.Errorf("%w: %v", ErrFull, err)
+		}
+	}
+	return pos, nil
+}
+
+// AppendSync appends a record and fsyncs it before returning (for found
+// blocks, which must not wait for the syncer).
+func (s *Spool) AppendSync(typ byte, payload []byte) (Position, error) {
+	pos, err := s.Append(typ, payload)
+	if err != nil {
+		return pos, err
+	}
+	if err := s.Sync(); err != nil {
+		return pos, fmt.Errorf("%w: %v", ErrFull, err)
+	}
+	return pos, nil
+}
+
+func (s *Spool) syncActiveLocked() error {
+	a := s.active
+	if !a.dirSynced {
+		if err := syncDir(s.dir); err != nil {
+			return err
+		}
+		a.dirSynced = true
+	}
+	if err := a.f.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", a.path, err)
+	}
+	a.synced = a.size
+	return nil
+}
+
+func (s *Spool) createLocked(now time.Time) error {
+	id, err := randomID()
+	if err != nil {
+		return err
+	}
+	seq := s.nextSeq
+	path := filepath.Join(s.dir, segmentName(seq))
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("create segment: %w", err)
+	}
+	if _, err := f.Write(encodeHeader(id, seq)); err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write segment header %s: %w", path, err)
+	}
+	s.nextSeq++
+	seg := &segment{seq: seq, id: id, path: path, f: f, size: HeaderSize, created: now}
+	s.segs = append(s.segs, seg)
+	s.active = seg
+	s.bytes += HeaderSize
+	return nil
+}
+
+// sealLocked ends the active segment; the syncer fsyncs and closes it.
+func (s *Spool) sealLocked() {
+	if s.active != nil {
+		s.active.sealed = true
+		s.active = nil
+	}
+}
+
+// Rotate seals the active segment now (if it holds records).
+func (s *Spool) Rotate() {
+	s.mu.Lock()
+	if s.active != nil && s.active.size > HeaderSize {
+		s.sealLocked()
+	}
+	s.mu.Unlock()
+}
+
+// Sync makes everything written so far durable: it fsyncs the directory
+// when segments were created, fsyncs and closes sealed segments and
+// fsyncs the active one. The syncer calls it every SyncInterval.
+func (s *Spool) Sync() error {
+	s.syncMu.Lock()
+	defer s.syncMu.Unlock()
+
+	s.mu.Lock()
+	var closing []*segment
+	needDir := false
+	for _, seg := range s.segs {
+		if seg.sealed && seg.f != nil {
+			closing = append(closing, seg)
+		}
+		if seg.f != nil && !seg.dirSynced {
+			needDir = true
+		}
+	}
+	act := s.active
+	var target int64
+	if act != nil && act.size > act.synced {
+		target = act.size
+	}
+	s.mu.Unlock()
+
+	if needDir {
+		if err := syncDir(s.dir); err != nil {
+			return s.fail(err)
+		}
+		s.mu.Lock()
+		for _, seg := range s.segs {
+			if seg.f != nil {
+				seg.dirSynced = true
+			}
+		}
+		s.mu.Unlock()
+	}
+	for _, seg := range closing {
+		// seg.size cannot change: sealed segments take no appends.
+		if err := seg.f.Sync(); err != nil {
+			return s.fail(fmt.Errorf("fsync %s: %w", seg.path, err))
+		}
+		err := seg.f.Close()
+		s.mu.Lock()
+		seg.f = nil
+		seg.synced = seg.size
+		s.mu.Unlock()
+		if err != nil {
+			return s.fail(fmt.Errorf("close %s: %w", seg.path, err))
+		}
+	}
+	if target > 0 {
+		if err := act.f.Sync(); err != nil {
+			return s.fail(fmt.Errorf("fsync %s: %w", act.path, err))
+		}
+		s.mu.Lock()
+		if act.synced < target {
+			act.synced = target
+		}
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// fail makes an fsync failure sticky: after it the kernel may have
+// dropped dirty pages, so no later record can be promised durable.
+func (s *Spool) fail(err error) error {
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = err
+	}
+	s.mu.Unlock()
+	s.opts.Log.Error("spool: sync failed; refusing further records", zap.Error(err))
+	return err
+}
+
+func (s *Spool) syncLoop() {
+	defer close(s.done)
+	t := time.NewTicker(s.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		if a := s.active; a != nil && a.size > HeaderSize && s.opts.Now().Sub(a.created) >= s.opts.SegmentAge {
+			s.sealLocked()
+		}
+		s.mu.Unlock()
+		_ = s.Sync() // failures are logged and made sticky by fail
+	}
+}
+
+// Segments lists the segments on disk in order, oldest first.
+func (s *Spool) Segments() []SegmentInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]SegmentInfo, 0, len(s.segs))
+	for _, seg := range s.segs {
+		out = append(out, SegmentInfo{Seq: seg.seq, ID: seg.id, Path: seg.path, Readable: seg.synced,
+			Size: seg.size, Sealed: seg.sealed && seg.f == nil})
+	}
+	return out
+}
+
+// Stats is a snapshot of the spool's size.
+type Stats struct {
+	Segments int
+	Bytes    int64
+	// Appended counts records appended since Open plus those found in
+	// existing segments at Open.
+	Appended uint64
+	// Unsynced is the bytes written but not yet fsynced.
+	Unsynced int64
+}
+
+// Stats returns the current size of the spool.
+func (s *Spool) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{Segments: len(s.segs), Bytes: s.bytes, Appended: s.appended.Load()}
+	for _, seg := range s.segs {
+		st.Unsynced += seg.size - seg.synced
+	}
+	return st
+}
+
+// Remove deletes a sealed segment whose records are all stored elsewhere.
+func (s *Spool) Remove(seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.segs, func(seg *segment) bool { return seg.seq == seq })
+	if i < 0 {
+		return fmt.Errorf("remove spool segment %d: not found", seq)
+	}
+	seg := s.segs[i]
+	if !seg.sealed || seg.f != nil {
+		return fmt.Errorf("remove spool segment %d: still open", seq)
+	}
+	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove spool segment: %w", err)
+	}
+	s.segs = slices.Delete(s.segs, i, i+1)
+	s.bytes -= seg.size
+	return nil
+}
+
+// SegmentReader reads one segment's records.
+type SegmentReader struct {
+	*Reader
+	f *os.File
+}
+
+// Close closes the segment file.
+func (r *SegmentReader) Close() error { return r.f.Close() }
+
+// OpenSegment reads the records of seg from offset from (a frame boundary
+// at or after HeaderSize) up to seg.Readable.
+func OpenSegment(seg SegmentInfo, from int64) (*SegmentReader, error) {
+	if from < HeaderSize {
+		from = HeaderSize
+	}
+	f, err := os.Open(seg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("open spool segment: %w", err)
+	}
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("seek spool segment %s: %w", seg.Path, err)
+	}
+	return &SegmentReader{Reader: NewReader(f, from, seg.Readable), f: f}, nil
+}
+
+// Close stops the syncer, seals the active segment and fsyncs everything.
+// Append fails with ErrClosed afterwards; segments stay on disk for the
+// next Open.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.sealLocked()
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	return s.Sync()
+}
