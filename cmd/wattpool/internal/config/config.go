@@ -1,0 +1,134 @@
+// Package config reads wattpool's configuration: a TOML file (strict:
+// unknown keys are errors), overridden by WATTPOOL_* environment variables,
+// validated into a typed Config. Validation collects every wrong field, so
+// `wattpool check-config` can name them all at once.
+package config
+
+import (
+	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/v2"
+	"go.uber.org/zap/zapcore"
+)
+
+// Default ports. The docker-compose file and the README document these;
+// a test checks that they agree.
+const (
+	DefaultStratumPort = 3333
+	DefaultHTTPPort    = 8080
+)
+
+// Config is a validated configuration. Everything in it has been checked:
+// code that receives a Config does not validate again.
+type Config struct {
+	// Instance names this pool process in logs, metrics and the database;
+	// several instances may share one database.
+	Instance string
+	// InstanceID is the extranonce1 prefix that keeps instances' coinbases
+	// apart; every instance sharing a database needs its own.
+	InstanceID uint8
+	// SpoolDir holds the share ledger's write-ahead spool.
+	SpoolDir string
+	// ShutdownTimeout bounds the graceful drain after SIGINT/SIGTERM.
+	ShutdownTimeout time.Duration
+
+	// LogLevel and LogFormat ("json" or "console") configure the logger.
+	LogLevel  zapcore.Level
+	LogFormat string
+
+	// Network is the chain the pool mines on; PayoutAddress is the
+	// configured address and PayoutScript its output script.
+	Network       *chaincfg.Params
+	PayoutAddress string
+	PayoutScript  []byte
+	// PoolTag is pushed into every coinbase script.
+	PoolTag string
+
+	// Nodes are the nodes to fetch templates from, in failover order.
+	// Empty when TemplateFile is set.
+	Nodes []Node
+	// NodeTimeout bounds each node call; PollInterval is how often the
+	// best block is polled; RefreshInterval is how often a fresh template
+	// is fetched on the same block (new transactions); LongPoll asks
+	// nodes that offer it for longpolled templates.
+	NodeTimeout, PollInterval, RefreshInterval time.Duration
+	LongPoll                                   bool
+	// TemplateFile replays a getblocktemplate JSON file instead of asking
+	// a node (demos and load tests; blocks found are only logged).
+	TemplateFile string
+
+	// DatabaseURL is the PostgreSQL URL of the share ledger; empty keeps
+	// shares in the log only. Migrate applies migrations at start-up.
+	DatabaseURL string
+	Migrate     bool
+
+	// Extranonce2Size is the byte length of the miner's extranonce.
+	Extranonce2Size int
+	// Vardiff holds the difficulty adjustment settings shared by every
+	// listener (each listener brings its own difficulty range).
+	Vardiff Vardiff
+	// Listeners are the stratum ports, each with its difficulty range.
+	Listeners []Listener
+
+	// HTTPAddr serves /metrics, /api/v1/status and /healthz; empty
+	// disables the HTTP server.
+	HTTPAddr string
+}
+
+// Node is one node of the failover list.
+type Node struct {
+	// Name is host:port, used in logs and metric labels.
+	Name string
+	// URL is http(s)://user:pass@host:port. It carries the RPC password:
+	// log it only through Redact.
+	URL string
+	// CAFile is the PEM file that signs an https node's certificate.
+	CAFile string
+}
+
+// Vardiff are the per-connection difficulty adjustment settings.
+type Vardiff struct {
+	TargetInterval   time.Duration
+	RetargetInterval time.Duration
+	RetargetShares   int
+	MaxFactor        float64
+	Tolerance        float64
+}
+
+// Listener is one stratum port.
+type Listener struct {
+	// Name identifies the listener in logs and metrics.
+	Name string
+	// Addr is host:port to listen on.
+	Addr string
+	// StartDiff is the difficulty new connections start at; MinDiff and
+	// MaxDiff bound vardiff and miner suggestions.
+	StartDiff, MinDiff, MaxDiff float64
+}
+
+// Defaults returns the configuration a missing file stands for. It is not
+// valid on its own: a payout address and a node (or template file) must be
+// given.
+func Defaults() File {
+	start, lo, hi := float64(DefaultStartDiff), float64(DefaultMinDiff), float64(DefaultMaxDiff)
+	return File{
+		Instance: InstanceFile{Name: "wattpool", ID: 0, SpoolDir: "spool", ShutdownTimeout: "30s"},
+		Log:      LogFile{Level: "info", Format: "json"},
+		Bitcoin:  BitcoinFile{Network: "mainnet", PoolTag: "/wattpool/"},
+		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "30s", LongPoll: true},
+		Stratum: StratumFile{
+			Extranonce2Size: 4,
+			Vardiff: VardiffFile{TargetInterval: "10s", RetargetInterval: "60s", RetargetShares: 30,
+				MaxFactor: 4, Tolerance: 0.3},
+			Listeners: []ListenerFile{{Name: "default", Addr: "0.0.0.0:3333", StartDiff: &start, MinDiff: &lo, MaxDiff: &hi}},
+		},
+		HTTP: HTTPFile{Addr: "127.0.0.1:8080"},
+	}
+}
+
+// Listener difficulty defaults for keys a [[stratum.listener]] table omits.
+const (
+	DefaultStartDiff = 16384
+	DefaultMinDiff   = 1
+	DefaultMaxDiff   = 1e12
+)

@@ -1,0 +1,89 @@
+package config
+
+// File is the shape of the TOML configuration file. Every key is documented
+// in wattpool.example.toml at the repository root; Load fills a File with
+// the defaults, decodes the file over it, applies the WATTPOOL_* environment
+// overrides and turns it into a validated Config.
+//
+// Durations are strings ("250ms", "30s") and stay strings here so that a
+// bad duration is reported together with every other wrong field instead of
+// stopping the decoder at the first one.
+type File struct {
+	Instance InstanceFile `toml:"instance"`
+	Log      LogFile      `toml:"log"`
+	Bitcoin  BitcoinFile  `toml:"bitcoin"`
+	Node     NodeFile     `toml:"node"`
+	Database DatabaseFile `toml:"database"`
+	Stratum  StratumFile  `toml:"stratum"`
+	HTTP     HTTPFile     `toml:"http"`
+}
+
+// InstanceFile is the [instance] table.
+type InstanceFile struct {
+	Name            string `toml:"name"`
+	ID              int    `toml:"id"`
+	SpoolDir        string `toml:"spool_dir"`
+	ShutdownTimeout string `toml:"shutdown_timeout"`
+}
+
+// LogFile is the [log] table.
+type LogFile struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+// BitcoinFile is the [bitcoin] table.
+type BitcoinFile struct {
+	Network       string `toml:"network"`
+	PayoutAddress string `toml:"payout_address"`
+	PoolTag       string `toml:"pool_tag"`
+}
+
+// NodeFile is the [node] table.
+type NodeFile struct {
+	URLs            []string `toml:"urls"`
+	CAFile          string   `toml:"ca_file"`
+	Timeout         string   `toml:"timeout"`
+	PollInterval    string   `toml:"poll_interval"`
+	RefreshInterval string   `toml:"refresh_interval"`
+	LongPoll        bool     `toml:"longpoll"`
+	TemplateFile    string   `toml:"template_file"`
+}
+
+// DatabaseFile is the [database] table.
+type DatabaseFile struct {
+	URL     string `toml:"url"`
+	Migrate bool   `toml:"migrate"`
+}
+
+// StratumFile is the [stratum] table.
+type StratumFile struct {
+	Extranonce2Size int            `toml:"extranonce2_size"`
+	Vardiff         VardiffFile    `toml:"vardiff"`
+	Listeners       []ListenerFile `toml:"listener"`
+}
+
+// VardiffFile is the [stratum.vardiff] table.
+type VardiffFile struct {
+	TargetInterval   string  `toml:"target_interval"`
+	RetargetInterval string  `toml:"retarget_interval"`
+	RetargetShares   int     `toml:"retarget_shares"`
+	MaxFactor        float64 `toml:"max_factor"`
+	Tolerance        float64 `toml:"tolerance"`
+}
+
+// ListenerFile is one [[stratum.listener]] table. The difficulties are
+// pointers so that an omitted key takes the default while an explicit 0 is
+// reported as wrong.
+type ListenerFile struct {
+	Name      string   `toml:"name"`
+	Addr      string   `toml:"addr"`
+	StartDiff *float64 `toml:"start_diff"`
+	MinDiff   *float64 `toml:"min_diff"`
+	MaxDiff   *float64 `toml:"max_diff"`
+}
+
+// HTTPFile is the [http] table.
+type HTTPFile struct {
+	Addr string `toml:"addr"`
+}
