@@ -1,7 +1,3 @@
-// Package node talks to Bitcoin nodes: it fetches block templates with
-// getblocktemplate (BIP22/23, rules ["segwit"]), detects new blocks by longpoll
-// or best-block polling, fails over between several nodes and submits blocks
-// on a connection of its own so a slow template call never delays a block.
 package node
 
 import (
@@ -48,8 +44,12 @@ type Template struct {
 	// empty when the node does not offer longpoll.
 	LongPollID string
 	// Rules lists the softfork rules the template uses (may be empty: btcd
-	// does not send them).
+	// does not send them). Names are stored without Core's "!" prefix.
 	Rules []string
+	// VBRequired is the BIP9 vbrequired mask: version bits the node requires
+	// set in blocks. They are already OR-ed into Version; miners rolling
+	// version bits must leave them set (0 when the node does not send it).
+	VBRequired uint32
 	// WeightLimit and SigOpLimit are the node's limits (0 when not sent).
 	WeightLimit, SigOpLimit int64
 	// Source names the node (or file) the template came from, for logs.
