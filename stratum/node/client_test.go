@@ -34,15 +34,18 @@ type fakeNode struct {
 	// or an *RPCError.
 	handlers map[string]func(params []json.RawMessage) (any, *RPCError)
 	// raw, when set, replaces the whole HTTP answer for a method.
-	raw   map[string]http.HandlerFunc
-	calls map[string]int
-	peers map[string][]string // method -> remote addresses (connections)
-	srv   *httptest.Server
+	raw map[string]http.HandlerFunc
+	// ctxHandlers are handlers that also see the request's context (for
+	// longpolls that wait for a change).
+	ctxHandlers map[string]func(ctx context.Context, params []json.RawMessage) (any, *RPCError)
+	calls       map[string]int
+	peers       map[string][]string // method -> remote addresses (connections)
+	srv         *httptest.Server
 }
 
 func newFakeNode(t testing.TB) *fakeNode {
 	n := &fakeNode{t: t, handlers: map[string]func([]json.RawMessage) (any, *RPCError){},
-		raw: map[string]http.HandlerFunc{}, calls: map[string]int{}, peers: map[string][]string{}}
+		raw: map[string]http.HandlerFunc{}, ctxHandlers: map[string]func(context.Context, []json.RawMessage) (any, *RPCError){}, calls: map[string]int{}, peers: map[string][]string{}}
 	n.srv = httptest.NewServer(http.HandlerFunc(n.serve))
 	t.Cleanup(n.srv.Close)
 	return n
@@ -93,13 +96,18 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	n.calls[req.Method]++
 	n.peers[req.Method] = append(n.peers[req.Method], r.RemoteAddr)
 	h, raw := n.handlers[req.Method], n.raw[req.Method]
+	if ch := n.ctxHandlers[req.Method]; ch != nil {
+		h = func(p []json.RawMessage) (any, *RPCError) { return ch(r.Context(), p) }
+	}
 	n.mu.Unlock()
 	if raw != nil {
 		raw(w, r)
 		return
 	}
 	if h == nil {
-		h = func([]json.RawMessage) (any, *RPCError) { return nil, &RPCError{Code: -32601, Message: "Method not found"} }
+		h = func([]json.RawMessage) (any, *RPCError) {
+			return nil, &RPCError{Code: -32601, Message: "Method not found"}
+		}
 	}
 	result, rpcErr := h(req.Params)
 	resp := map[string]any{"result": result, "error": rpcErr, "id": req.ID}
