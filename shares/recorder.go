@@ -1,0 +1,419 @@
+// Package shares is the share ledger: it records every accepted share, job,
+// found block and rejected-share count of the stratum server in PostgreSQL
+// (schema in package migrations) through a local write-ahead spool, follows
+// found blocks until they mature or are orphaned, and answers the ledger's
+// questions: hashrate, PPLNS windows, and re-verification of stored shares.
+package shares
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/migrations"
+	"github.com/wattpool/wattpool/shares/spool"
+	"github.com/wattpool/wattpool/stratum"
+	"github.com/wattpool/wattpool/stratum/work"
+)
+
+// ErrSpoolFull is returned (wrapped) by RecordShare, RecordJob and
+// RecordBlock when the spool cannot take the record durably: its byte
+// limit is reached because the database has been unreachable for long, the
+// disk is full, or a write or fsync failed. The server must then tell the
+// miner the share was not recorded.
+var ErrSpoolFull = spool.ErrFull
+
+// Config holds what a Recorder cannot run without.
+type Config struct {
+	// Instance names this pool instance; it is stored with every job and
+	// share (job ids are unique per instance only).
+	Instance string
+	// SpoolDir is the write-ahead spool directory, on a local disk. It
+	// must belong to this instance alone.
+	SpoolDir string
+}
+
+type options struct {
+	instance        string
+	spool           spool.Options
+	batchSize       int
+	flushInterval   time.Duration
+	partitionsAhead int
+	blockTimeout    time.Duration
+	registerer      prometheus.Registerer
+	now             func() time.Time
+}
+
+// Option tunes a Recorder.
+type Option func(*options)
+
+// WithSyncInterval sets how often spooled records are fsynced (default
+// 20ms): the most a power loss can take with it.
+func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.spool.SyncInterval = d } }
+
+// WithSyncEveryRecord fsyncs every record before RecordShare returns: no
+// loss window, at the price of one fsync per share.
+func WithSyncEveryRecord() Option { return func(o *options) { o.spool.SyncEveryRecord = true } }
+
+// WithSegmentSize sets the spool segment size in bytes (default 64 MiB).
+func WithSegmentSize(bytes int64) Option { return func(o *options) { o.spool.SegmentBytes = bytes } }
+
+// WithSegmentAge sets the age after which a spool segment is sealed
+// (default 1 minute).
+func WithSegmentAge(d time.Duration) Option { return func(o *options) { o.spool.SegmentAge = d } }
+
+// WithSpoolLimit caps the spool's bytes on disk (default 4 GiB); beyond it
+// records are refused with ErrSpoolFull. At ~150 bytes a share, 4 GiB holds
+// about 28 million shares: at 20,000 shares/s, 23 minutes of database
+// outage.
+func WithSpoolLimit(bytes int64) Option { return func(o *options) { o.spool.LimitBytes = bytes } }
+
+// WithBatchSize sets how many spooled records go to PostgreSQL in one
+// transaction (default 20,000).
+func WithBatchSize(n int) Option { return func(o *options) { o.batchSize = n } }
+
+// WithFlushInterval sets how often the spool is drained into PostgreSQL
+// (default 200ms).
+func WithFlushInterval(d time.Duration) Option { return func(o *options) { o.flushInterval = d } }
+
+// WithPartitionsAhead sets how many days of share partitions are kept ready
+// (default 7).
+func WithPartitionsAhead(days int) Option { return func(o *options) { o.partitionsAhead = days } }
+
+// WithBlockTimeout bounds the synchronous database insert of a found block
+// (default 5s); the block is spooled regardless.
+func WithBlockTimeout(d time.Duration) Option { return func(o *options) { o.blockTimeout = d } }
+
+// WithRegisterer registers the ledger's metrics (none are registered
+// without it).
+func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { o.registerer = r } }
+
+// WithClock replaces time.Now (tests).
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// Recorder is the share ledger's stratum.Sink. New starts its background
+// drain goroutine (and the spool's syncer); Close stops them.
+type Recorder struct {
+	opts    options
+	db      *pgxpool.Pool
+	log     *zap.Logger
+	spool   *spool.Spool
+	names   *names
+	rejects *rejects
+	writer  *writer
+	metrics *metrics
+
+	bufs sync.Pool
+
+	cancel   context.CancelFunc
+	done     chan struct{}
+	closeMu  sync.Mutex
+	closed   bool
+	dbFailed bool       // run goroutine only: log database outages once
+	drainMu  sync.Mutex // the run goroutine, Flush and Close take turns draining
+}
+
+var _ stratum.Sink = (*Recorder)(nil)
+
+// New opens the spool in cfg.SpoolDir (replaying whatever a previous run
+// left there), and starts draining it into db. It does not need the
+// database to be up: shares are spooled and drained once it is.
+func New(cfg Config, db *pgxpool.Pool, log *zap.Logger, opts ...Option) (*Recorder, error) {
+	if cfg.Instance == "" {
+		return nil, errors.New("new share recorder: instance name is empty")
+	}
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("new share recorder: spool directory is empty")
+	}
+	if db == nil {
+		return nil, errors.New("new share recorder: no database pool")
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	o := options{instance: cfg.Instance, batchSize: 20_000, flushInterval: 200 * time.Millisecond,
+		partitionsAhead: migrations.DefaultPartitionDaysAhead, blockTimeout: 5 * time.Second, now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.batchSize <= 0 || o.flushInterval <= 0 || o.blockTimeout <= 0 {
+		return nil, fmt.Errorf("new share recorder: batch size %d, flush interval %s and block timeout %s must be positive",
+			o.batchSize, o.flushInterval, o.blockTimeout)
+	}
+	o.spool.Now = o.now
+	o.spool.Log = log
+	r := &Recorder{opts: o, db: db, log: log, names: newNames(), done: make(chan struct{})}
+	r.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	r.rejects = &rejects{m: map[rejectKey]rejectCount{}}
+	r.metrics = newMetrics(r)
+	r.rejects.dropped = r.metrics.rejectDrop.Inc
+	sp, damaged, err := spool.Open(cfg.SpoolDir, o.spool)
+	if err != nil {
+		return nil, fmt.Errorf("new share recorder: %w", err)
+	}
+	r.spool = sp
+	r.writer = newWriter(r)
+	for _, d := range damaged {
+		r.reportDamage(d)
+	}
+	if o.registerer != nil {
+		for _, c := range r.metrics.collectors() {
+			if err := o.registerer.Register(c); err != nil {
+				sp.Close()
+				return nil, fmt.Errorf("new share recorder: register metrics: %w", err)
+			}
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	go r.run(ctx)
+	return r, nil
+}
+
+func (r *Recorder) reportDamage(d spool.Damaged) {
+	r.metrics.corrupt.WithLabelValues(string(d.Cause.Kind)).Inc()
+	r.log.Error("ledger: damaged spool segment set aside; intact records kept",
+		zap.String("segment", d.Path), zap.String("set_aside", d.SetAside), zap.Int64("good_end", d.GoodEnd),
+		zap.Int64("good_records", d.GoodRecords), zap.Int64("lost_bytes", d.LostBytes), zap.Error(d.Cause))
+}
+
+func (r *Recorder) append(typ byte, sync bool, encode func([]byte) []byte) error {
+	bp := r.bufs.Get().(*[]byte)
+	*bp = encode((*bp)[:0])
+	var err error
+	if sync {
+		_, err = r.spool.AppendSync(typ, *bp)
+	} else {
+		_, err = r.spool.Append(typ, *bp)
+	}
+	if cap(*bp) <= 64<<10 {
+		r.bufs.Put(bp)
+	}
+	if err != nil {
+		r.metrics.spoolFull.Inc()
+		r.metrics.errors.WithLabelValues("append").Inc()
+	}
+	return err
+}
+
+// RecordJob spools the job so that every share made for it can be
+// re-verified from the database.
+func (r *Recorder) RecordJob(_ context.Context, job *work.Job) error {
+	if job == nil {
+		return errors.New("record job: nil job")
+	}
+	if err := r.append(recJob, false, func(b []byte) []byte { return appendJob(b, job, r.opts.instance) }); err != nil {
+		return fmt.Errorf("record job %s: %w", job.ID, err)
+	}
+	return nil
+}
+
+// RecordShare spools the share; when it returns nil the share survives a
+// crash of this process, and a power loss after the sync interval.
+func (r *Recorder) RecordShare(_ context.Context, s *stratum.Share) error {
+	if s == nil {
+		return errors.New("record share: nil share")
+	}
+	instance := s.Instance
+	if instance == "" {
+		instance = r.opts.instance
+	}
+	if err := r.append(recShare, false, func(b []byte) []byte { return appendShare(b, s, instance) }); err != nil {
+		return fmt.Errorf("record share: %w", err)
+	}
+	return nil
+}
+
+// RecordBlock spools the found block with an immediate fsync and stores
+// it in PostgreSQL at once. It succeeds when either worked: a block that
+// reached only the spool is stored by the drain when the database is back.
+// The share that found the block arrives separately through RecordShare.
+func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) error {
+	if fb == nil {
+		return errors.New("record block: nil block")
+	}
+	spoolErr := r.append(recBlock, true, func(b []byte) []byte { return appendBlock(b, fb, r.opts.instance) })
+	ctx, cancel := context.WithTimeout(ctx, r.opts.blockTimeout)
+	defer cancel()
+	var rec blockRec
+	rec.FoundAt, rec.Instance = fb.Share.Time.UTC(), r.opts.instance
+	rec.Account, rec.Worker, rec.Group = fb.Share.Account, fb.Share.Worker, fb.Share.Group
+	if fb.Share.Job != nil {
+		rec.JobID = fb.Share.Job.ID
+	}
+	rec.Height, rec.Hash, rec.CoinbaseSats = fb.Height, fb.Hash, fb.CoinbaseValue
+	rec.SubmitResult, rec.Accepted = fb.SubmitResult, fb.Accepted
+	dbErr := func() error {
+		aid, wid, err := r.names.resolve(ctx, r.db, rec.Account, rec.Worker)
+		if err != nil {
+			return err
+		}
+		return insertBlock(ctx, r.db, &rec, aid, wid)
+	}()
+	switch {
+	case dbErr == nil && spoolErr == nil:
+		r.metrics.rows.WithLabelValues("blocks").Inc()
+		return nil
+	case dbErr == nil:
+		r.metrics.rows.WithLabelValues("blocks").Inc()
+		r.log.Error("ledger: found block stored in PostgreSQL but not spooled", zap.Int64("height", fb.Height),
+			zap.Stringer("hash", fb.Hash), zap.Error(spoolErr))
+		return nil
+	case spoolErr == nil:
+		r.metrics.errors.WithLabelValues("block_insert").Inc()
+		r.log.Warn("ledger: found block spooled; database insert failed, the drain will retry",
+			zap.Int64("height", fb.Height), zap.Stringer("hash", fb.Hash), zap.Error(dbErr))
+		return nil
+	default:
+		r.metrics.errors.WithLabelValues("block_insert").Inc()
+		return fmt.Errorf("record block %s at height %d: spool: %w; database: %v", fb.Hash, fb.Height, spoolErr, dbErr)
+	}
+}
+
+// RecordReject counts a rejected share in memory; it never blocks on I/O.
+func (r *Recorder) RecordReject(rej *stratum.Reject) {
+	if rej != nil {
+		r.rejects.add(rej)
+	}
+}
+
+// pendingRecords is the number of spooled records not yet committed.
+func (r *Recorder) pendingRecords() uint64 {
+	appended := r.spool.Stats().Appended
+	consumed := r.writer.consumed.Load()
+	if consumed >= appended {
+		return 0
+	}
+	return appended - consumed
+}
+
+// lag is the age of the oldest record not yet committed (an upper bound:
+// measured from the start of the last drain pass that caught up with it).
+func (r *Recorder) lag() time.Duration {
+	if r.pendingRecords() == 0 {
+		return 0
+	}
+	return max(0, r.opts.now().Sub(r.writer.caughtUpAt()))
+}
+
+// run drains the spool every flush interval and keeps partitions ahead.
+func (r *Recorder) run(ctx context.Context) {
+	defer close(r.done)
+	t := time.NewTicker(r.opts.flushInterval)
+	defer t.Stop()
+	var partitionsDone time.Time
+	for {
+		now := r.opts.now()
+		if now.Sub(partitionsDone) >= time.Hour {
+			if _, err := migrations.EnsurePartitions(ctx, r.db, now, r.opts.partitionsAhead); err != nil {
+				r.metrics.errors.WithLabelValues("partitions").Inc()
+				if ctx.Err() == nil && !r.dbFailed {
+					r.log.Warn("ledger: cannot create share partitions yet (shares_default takes them meanwhile)", zap.Error(err))
+				}
+			} else {
+				partitionsDone = now
+			}
+		}
+		r.pass(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// pass drains the spool and flushes reject counts once.
+func (r *Recorder) pass(ctx context.Context) {
+	r.drainMu.Lock()
+	defer r.drainMu.Unlock()
+	r.writer.beginPass(r.opts.now(), r.spool.Stats().Appended)
+	err := r.writer.drain(ctx)
+	if err == nil {
+		if _, rerr := r.rejects.flush(ctx, r.db, r.names); rerr != nil {
+			r.metrics.errors.WithLabelValues("reject_flush").Inc()
+			err = rerr
+		}
+	} else {
+		r.metrics.errors.WithLabelValues("flush").Inc()
+	}
+	r.writer.endPass()
+	switch {
+	case err != nil && ctx.Err() == nil && !r.dbFailed:
+		r.dbFailed = true
+		r.log.Error("ledger: cannot write to PostgreSQL; shares stay in the spool until it is back",
+			zap.Uint64("pending_records", r.pendingRecords()), zap.Error(err))
+	case err == nil && r.dbFailed:
+		r.dbFailed = false
+		r.log.Info("ledger: PostgreSQL writes work again; spool drained")
+	}
+}
+
+// Flush drains everything spooled and synced so far into PostgreSQL now
+// (after an fsync of the spool) and returns the first error. The
+// background drain keeps running; Flush is for tests, tools and shutdown.
+func (r *Recorder) Flush(ctx context.Context) error {
+	if err := r.spool.Sync(); err != nil {
+		return fmt.Errorf("flush ledger: %w", err)
+	}
+	r.closeMu.Lock() // keeps Close from tearing down under us
+	defer r.closeMu.Unlock()
+	if r.closed {
+		return errors.New("flush ledger: recorder closed")
+	}
+	return r.flushLocked(ctx)
+}
+
+func (r *Recorder) flushLocked(ctx context.Context) error {
+	// The run goroutine also drains; the drainLock makes the two take turns.
+	r.drainMu.Lock()
+	defer r.drainMu.Unlock()
+	r.writer.beginPass(r.opts.now(), r.spool.Stats().Appended)
+	defer r.writer.endPass()
+	if err := r.writer.drain(ctx); err != nil {
+		return fmt.Errorf("flush ledger: %w", err)
+	}
+	if _, err := r.rejects.flush(ctx, r.db, r.names); err != nil {
+		return fmt.Errorf("flush ledger: %w", err)
+	}
+	return nil
+}
+
+// Close stops accepting records, seals and fsyncs the spool and drains
+// what it can into PostgreSQL until ctx ends. Whatever is not drained
+// stays in the spool for the next start. Metrics stay registered.
+func (r *Recorder) Close(ctx context.Context) error {
+	return r.close(ctx, true)
+}
+
+func (r *Recorder) close(ctx context.Context, drain bool) error {
+	r.closeMu.Lock()
+	defer r.closeMu.Unlock()
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+	r.cancel()
+	<-r.done
+	err := r.spool.Close()
+	if drain {
+		r.drainMu.Lock()
+		defer r.drainMu.Unlock()
+		r.writer.beginPass(r.opts.now(), r.spool.Stats().Appended)
+		derr := r.writer.drain(ctx)
+		if derr == nil {
+			_, derr = r.rejects.flush(ctx, r.db, r.names)
+		}
+		r.writer.endPass()
+		if derr != nil {
+			err = errors.Join(err, fmt.Errorf("close ledger: final drain (records stay spooled): %w", derr))
+		}
+	}
+	return err
+}

@@ -1,0 +1,373 @@
+package shares
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/shares/spool"
+)
+
+// writer drains spool segments into PostgreSQL. Each batch commits in one
+// transaction together with the segment's new committed offset
+// (spool_segments), so after any crash the next drain resumes exactly
+// after the last committed record: nothing is lost and nothing counted
+// twice. As a second line of defence every share row carries a unique id
+// (segment id, offset): should the offset ever be lost, the COPY fails on
+// the primary key and the batch is redone through a staging table with ON
+// CONFLICT DO NOTHING.
+//
+// Only the Recorder's run goroutine (and Close after it stopped) drains.
+type writer struct {
+	r         *Recorder
+	committed map[uint64]int64 // segment id -> committed offset, once loaded
+
+	consumed atomic.Uint64 // records committed or found committed
+
+	lagMu       sync.Mutex
+	checkpoints []checkpoint
+	caughtUp    time.Time
+
+	jobs   []jobRec
+	shares []shareRow
+	blocks []blockRow
+}
+
+type blockRow struct {
+	rec      blockRec
+	aid, wid int64
+}
+
+type shareRow struct {
+	rec       shareRec
+	id        [16]byte
+	aid, wid  int64
+	segOffset int64
+}
+
+// checkpoint remembers how many records had been appended when a drain
+// pass started, to bound the age of what is still pending.
+type checkpoint struct {
+	at       time.Time
+	appended uint64
+}
+
+func newWriter(r *Recorder) *writer {
+	return &writer{r: r, committed: map[uint64]int64{}, caughtUp: r.opts.now()}
+}
+
+// recordID is the share's unique id: its segment's random id and its
+// offset there, big-endian, as a UUID.
+func recordID(segID uint64, off int64) (id [16]byte) {
+	binary.BigEndian.PutUint64(id[:8], segID)
+	binary.BigEndian.PutUint64(id[8:], uint64(off))
+	return id
+}
+
+// drain commits every readable record of every segment and removes the
+// segments that are sealed and fully committed.
+func (w *writer) drain(ctx context.Context) error {
+	for _, seg := range w.r.spool.Segments() {
+		if err := w.drainSegment(ctx, seg); err != nil {
+			return err
+		}
+	}
+	if st := w.r.spool.Stats(); st.Segments == 0 {
+		// Nothing is left on disk, so nothing is pending, whatever
+		// records damage took with it.
+		w.consumed.Store(st.Appended)
+	}
+	return nil
+}
+
+func (w *writer) drainSegment(ctx context.Context, seg spool.SegmentInfo) error {
+	off, known := w.committed[seg.ID]
+	if !known {
+		var err error
+		if off, err = w.loadCommitted(ctx, seg.ID); err != nil {
+			return err
+		}
+	} else if off >= seg.Readable && !seg.Sealed {
+		return nil
+	}
+	from := off
+	if !known {
+		from = spool.HeaderSize // count the records committed earlier as consumed
+	}
+	rd, err := spool.OpenSegment(seg, from)
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	var corrupt *spool.CorruptError
+	for {
+		w.jobs, w.shares, w.blocks = w.jobs[:0], w.shares[:0], w.blocks[:0]
+		n := 0
+		for n < w.r.opts.batchSize {
+			rec, err := rd.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				if errors.As(err, &corrupt) {
+					break
+				}
+				return err
+			}
+			if rec.Offset < off {
+				w.consumed.Add(1)
+				continue
+			}
+			n++
+			if err := w.add(seg.ID, rec); err != nil {
+				// A checksummed record that does not decode is a bug
+				// or a foreign file; keep draining, say so loudly.
+				w.r.metrics.errors.WithLabelValues("decode").Inc()
+				w.r.log.Error("ledger: undecodable spool record skipped", zap.String("segment", seg.Path),
+					zap.Int64("offset", rec.Offset), zap.Error(err))
+			}
+		}
+		end := rd.Offset()
+		if end > off {
+			if err := w.commit(ctx, seg, end); err != nil {
+				return err
+			}
+			off = end
+			w.committed[seg.ID] = off
+			w.consumed.Add(uint64(n))
+		}
+		if corrupt != nil || n < w.r.opts.batchSize {
+			break
+		}
+	}
+	if corrupt != nil {
+		w.r.metrics.corrupt.WithLabelValues(string(corrupt.Kind)).Inc()
+		if !seg.Sealed {
+			w.r.log.Error("ledger: damaged record in the active spool segment; it is set aside once sealed",
+				zap.String("segment", seg.Path), zap.Error(corrupt))
+			w.r.spool.Rotate()
+			return nil
+		}
+		d, err := w.r.spool.Quarantine(seg.Seq, corrupt)
+		if err != nil {
+			return fmt.Errorf("set damaged segment aside: %w", err)
+		}
+		w.r.reportDamage(d)
+		seg.Size = d.GoodEnd
+	}
+	if seg.Sealed && off >= seg.Size {
+		if err := w.r.spool.Remove(seg.Seq); err != nil {
+			return err
+		}
+		delete(w.committed, seg.ID)
+	}
+	return nil
+}
+
+func (w *writer) add(segID uint64, rec spool.Record) error {
+	switch rec.Type {
+	case recShare:
+		w.shares = append(w.shares, shareRow{})
+		row := &w.shares[len(w.shares)-1]
+		if err := decodeShare(rec.Payload, &row.rec); err != nil {
+			w.shares = w.shares[:len(w.shares)-1]
+			return err
+		}
+		row.id = recordID(segID, rec.Offset)
+		row.segOffset = rec.Offset
+	case recJob:
+		var j jobRec
+		if err := decodeJob(rec.Payload, &j); err != nil {
+			return err
+		}
+		w.jobs = append(w.jobs, j)
+	case recBlock:
+		var b blockRow
+		if err := decodeBlock(rec.Payload, &b.rec); err != nil {
+			return err
+		}
+		w.blocks = append(w.blocks, b)
+	default:
+		return fmt.Errorf("unknown record type %d", rec.Type)
+	}
+	return nil
+}
+
+func (w *writer) loadCommitted(ctx context.Context, segID uint64) (int64, error) {
+	var off int64
+	err := w.r.db.QueryRow(ctx, "SELECT committed_offset FROM spool_segments WHERE segment_id = $1", int64(segID)).Scan(&off)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return spool.HeaderSize, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("load committed offset of spool segment %016x: %w", segID, err)
+	}
+	return off, nil
+}
+
+// commit stores the current batch and the segment's new offset end.
+func (w *writer) commit(ctx context.Context, seg spool.SegmentInfo, end int64) error {
+	for i := range w.shares {
+		row := &w.shares[i]
+		var err error
+		if row.aid, row.wid, err = w.r.names.resolve(ctx, w.r.db, row.rec.Account, row.rec.Worker); err != nil {
+			return fmt.Errorf("flush shares: %w", err)
+		}
+	}
+	for i := range w.blocks {
+		b := &w.blocks[i]
+		var err error
+		if b.aid, b.wid, err = w.r.names.resolve(ctx, w.r.db, b.rec.Account, b.rec.Worker); err != nil {
+			return fmt.Errorf("flush blocks: %w", err)
+		}
+	}
+	start := time.Now()
+	err := w.commitTx(ctx, seg, end, false)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
+		w.r.log.Warn("ledger: spooled shares already stored (committed offset lost?); redoing batch idempotently",
+			zap.String("segment", seg.Path), zap.Int64("offset", end))
+		err = w.commitTx(ctx, seg, end, true)
+	}
+	if err != nil {
+		return fmt.Errorf("flush spool segment %s: %w", seg.Path, err)
+	}
+	w.r.metrics.flush.Observe(time.Since(start).Seconds())
+	w.r.metrics.rows.WithLabelValues("shares").Add(float64(len(w.shares)))
+	w.r.metrics.rows.WithLabelValues("jobs").Add(float64(len(w.jobs)))
+	w.r.metrics.rows.WithLabelValues("blocks").Add(float64(len(w.blocks)))
+	return nil
+}
+
+const (
+	jobInsertSQL = `INSERT INTO jobs (instance, job_id, height, prevhash, version, nbits, ntime, coinb1, coinb2,
+ merkle_branch, extranonce1_size, extranonce2_size, network_diff, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (instance, job_id) DO NOTHING`
+	progressSQL = `INSERT INTO spool_segments (segment_id, instance, committed_offset, updated_at) VALUES ($1, $2, $3, now())
+ON CONFLICT (segment_id) DO UPDATE SET committed_offset = excluded.committed_offset, updated_at = excluded.updated_at`
+	stageSQL = `CREATE TEMP TABLE IF NOT EXISTS shares_stage (LIKE shares INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`
+)
+
+var shareColumns = []string{"time", "share_id", "instance", "account_id", "worker_id", "group_name", "job_id",
+	"extranonce1", "extranonce2", "ntime", "nonce", "version_bits", "version", "share_diff", "achieved_diff",
+	"hash", "is_block"}
+
+func (w *writer) commitTx(ctx context.Context, seg spool.SegmentInfo, end int64, idempotent bool) error {
+	return pgx.BeginFunc(ctx, w.r.db, func(tx pgx.Tx) error {
+		if len(w.jobs) > 0 {
+			b := &pgx.Batch{}
+			for i := range w.jobs {
+				j := &w.jobs[i]
+				branch := make([][]byte, len(j.MerkleBranch))
+				for k := range j.MerkleBranch {
+					branch[k] = j.MerkleBranch[k][:]
+				}
+				b.Queue(jobInsertSQL, j.Instance, j.ID, j.Height, j.PrevHash[:], int64(j.Version), int64(j.Bits),
+					int64(j.NTime), j.Coinb1, j.Coinb2, branch, j.Extranonce1Size, j.Extranonce2Size, j.NetworkDiff, j.CreatedAt)
+			}
+			if err := tx.SendBatch(ctx, b).Close(); err != nil {
+				return fmt.Errorf("insert jobs: %w", err)
+			}
+		}
+		if len(w.shares) > 0 {
+			table := "shares"
+			if idempotent {
+				if _, err := tx.Exec(ctx, stageSQL); err != nil {
+					return fmt.Errorf("staging table: %w", err)
+				}
+				table = "shares_stage"
+			}
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{table}, shareColumns, &shareSource{rows: w.shares, i: -1}); err != nil {
+				return fmt.Errorf("copy shares: %w", err)
+			}
+			if idempotent {
+				if _, err := tx.Exec(ctx, "INSERT INTO shares SELECT * FROM shares_stage ON CONFLICT DO NOTHING"); err != nil {
+					return fmt.Errorf("merge staged shares: %w", err)
+				}
+			}
+		}
+		for i := range w.blocks {
+			if err := insertBlock(ctx, tx, &w.blocks[i].rec, w.blocks[i].aid, w.blocks[i].wid); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, progressSQL, int64(seg.ID), w.r.opts.instance, end); err != nil {
+			return fmt.Errorf("record committed offset: %w", err)
+		}
+		return nil
+	})
+}
+
+// shareSource feeds a batch to CopyFrom without building all rows first.
+type shareSource struct {
+	rows []shareRow
+	i    int
+	vals [17]any
+}
+
+func (s *shareSource) Next() bool { s.i++; return s.i < len(s.rows) }
+func (s *shareSource) Err() error { return nil }
+func (s *shareSource) Values() ([]any, error) {
+	r := &s.rows[s.i]
+	v := &s.vals
+	v[0], v[1], v[2], v[3], v[4] = r.rec.Time, r.id, r.rec.Instance, r.aid, r.wid
+	v[5], v[6], v[7], v[8] = r.rec.Group, r.rec.JobID, r.rec.Extranonce1, r.rec.Extranonce2
+	v[9], v[10], v[11], v[12] = int64(r.rec.NTime), int64(r.rec.Nonce), int64(r.rec.VersionBits), int64(r.rec.Version)
+	v[13], v[14], v[15], v[16] = r.rec.Diff, r.rec.Achieved, r.rec.Hash[:], r.rec.IsBlock
+	return v[:], nil
+}
+
+const blockInsertSQL = `WITH ins AS (
+ INSERT INTO blocks (hash, height, coinbase_sats, instance, account_id, worker_id, job_id, submit_result,
+  status, confirmations, found_at, updated_at)
+ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)
+ ON CONFLICT (hash) DO NOTHING RETURNING hash, found_at)
+INSERT INTO block_status_history (hash, status, confirmations, changed_at)
+SELECT hash, 'pending', 0, found_at FROM ins`
+
+// insertBlock stores a found block as pending unless it is already stored;
+// aid and wid are the finder's account and worker ids.
+func insertBlock(ctx context.Context, db querier, b *blockRec, aid, wid int64) error {
+	if _, err := db.Exec(ctx, blockInsertSQL, b.Hash[:], b.Height, b.CoinbaseSats, b.Instance, aid, wid,
+		b.JobID, b.SubmitResult, b.FoundAt); err != nil {
+		return fmt.Errorf("insert block %s: %w", b.Hash, err)
+	}
+	return nil
+}
+
+// beginPass records a checkpoint for the lag gauge.
+func (w *writer) beginPass(now time.Time, appended uint64) {
+	w.lagMu.Lock()
+	defer w.lagMu.Unlock()
+	if len(w.checkpoints) < 4096 { // when full the oldest stay: lag only overestimates
+		w.checkpoints = append(w.checkpoints, checkpoint{at: now, appended: appended})
+	}
+}
+
+// endPass drops the checkpoints whose records are all committed.
+func (w *writer) endPass() {
+	consumed := w.consumed.Load()
+	w.lagMu.Lock()
+	defer w.lagMu.Unlock()
+	i := 0
+	for i < len(w.checkpoints) && w.checkpoints[i].appended <= consumed {
+		w.caughtUp = w.checkpoints[i].at
+		i++
+	}
+	w.checkpoints = append(w.checkpoints[:0], w.checkpoints[i:]...)
+}
+
+func (w *writer) caughtUpAt() time.Time {
+	w.lagMu.Lock()
+	defer w.lagMu.Unlock()
+	return w.caughtUp
+}
