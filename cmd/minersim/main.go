@@ -1,0 +1,200 @@
+// Command minersim runs a fleet of simulated ASIC miners against a Stratum
+// v1 pool: real sha256d grinding with BIP310 version rolling, optional
+// deliberately bad shares, a firmware-style control API, and a report of
+// accepted shares per second, rejects by reason, submit latency
+// percentiles and found blocks.
+//
+//	minersim -url stratum+tcp://127.0.0.1:3333 -user alice.sim -n 1000 -duration 1m
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/wattpool/wattpool/stratum/minersim"
+)
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "minersim:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the parsed command line.
+type options struct {
+	fleet       minersim.FleetConfig
+	controlAddr string
+	jsonReport  bool
+	logLevel    zapcore.Level
+}
+
+// parseFlags parses and validates the command line; errors name the flag.
+func parseFlags(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("minersim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("url", "", "pool address, stratum+tcp://host:port (required)")
+	user := fs.String("user", "", "worker name prefix, account.worker; miner i is <prefix><i> (required)")
+	password := fs.String("password", "x", `mining.authorize password (pools read options such as "d=1024")`)
+	n := fs.Int("n", 1, fmt.Sprintf("number of connections (1..%d)", minersim.MaxMiners))
+	duration := fs.Duration("duration", 0, "stop after this long (0: until -shares or a signal)")
+	shares := fs.Uint64("shares", 0, "stop after this many accepted shares (0: no limit)")
+	ramp := fs.Float64("ramp", 500, "connections opened per second (0: all at once)")
+	hashrate := fs.Float64("hashrate", minersim.DefaultHashesPerSecond, "hashes per second per miner (ignored with -fast)")
+	fast := fs.Bool("fast", false, "load test: closed loop, a new share as soon as the last one is answered (for pools at tiny difficulty)")
+	inflight := fs.Int("inflight", 0, "max unanswered submits per miner (0: 1 with -fast, 256 otherwise)")
+	badFraction := fs.Float64("bad-fraction", 0, "fraction of shares replaced by bad ones (low difficulty, stale, duplicate, bad ntime), 0..1")
+	suggest := fs.Float64("suggest-diff", 0, "difficulty sent with mining.suggest_difficulty (0: none)")
+	minDiff := fs.Float64("min-diff", 0, "BIP310 minimum-difficulty to request (0: none)")
+	noRolling := fs.Bool("no-version-rolling", false, "skip mining.configure and submit 5 parameters")
+	model := fs.String("model", minersim.AntminerS19.Name, "power model of every miner")
+	workers := fs.Int("workers", 0, "hashing goroutines (0: GOMAXPROCS)")
+	controlAddr := fs.String("control-addr", "", "serve the control API on this host:port (e.g. 127.0.0.1:4028; empty: off)")
+	jsonReport := fs.Bool("json", false, "print the report as JSON")
+	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *url == "" {
+		return o, errors.New("-url is required (stratum+tcp://host:port)")
+	}
+	addr, err := minersim.ParseURL(*url)
+	if err != nil {
+		return o, fmt.Errorf("-url: %w", err)
+	}
+	if *user == "" {
+		return o, errors.New("-user is required (account.worker prefix)")
+	}
+	if *n < 1 || *n > minersim.MaxMiners {
+		return o, fmt.Errorf("-n %d: want 1..%d", *n, minersim.MaxMiners)
+	}
+	if *duration < 0 {
+		return o, fmt.Errorf("-duration %v: want >= 0", *duration)
+	}
+	if bad(*ramp) {
+		return o, fmt.Errorf("-ramp %v: want a finite number >= 0", *ramp)
+	}
+	if bad(*hashrate) || *hashrate == 0 {
+		return o, fmt.Errorf("-hashrate %v: want a finite number > 0", *hashrate)
+	}
+	if bad(*badFraction) || *badFraction > 1 {
+		return o, fmt.Errorf("-bad-fraction %v: want 0..1", *badFraction)
+	}
+	if bad(*suggest) {
+		return o, fmt.Errorf("-suggest-diff %v: want a finite number >= 0", *suggest)
+	}
+	if bad(*minDiff) {
+		return o, fmt.Errorf("-min-diff %v: want a finite number >= 0", *minDiff)
+	}
+	if *inflight < 0 {
+		return o, fmt.Errorf("-inflight %d: want >= 0", *inflight)
+	}
+	if *workers < 0 {
+		return o, fmt.Errorf("-workers %d: want >= 0", *workers)
+	}
+	m, err := minersim.ModelByName(*model)
+	if err != nil {
+		return o, fmt.Errorf("-model: %w", err)
+	}
+	if *controlAddr != "" {
+		if _, _, err := net.SplitHostPort(*controlAddr); err != nil {
+			return o, fmt.Errorf("-control-addr %q: %w", *controlAddr, err)
+		}
+	}
+	if err := o.logLevel.Set(*logLevel); err != nil {
+		return o, fmt.Errorf("-log-level: %w", err)
+	}
+	o.fleet = minersim.FleetConfig{
+		Miner: minersim.MinerConfig{
+			Addr: addr, User: *user, Password: *password,
+			NoVersionRolling: *noRolling, MinimumDifficulty: *minDiff, SuggestDifficulty: *suggest,
+			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
+			Model: m,
+		},
+		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers,
+	}
+	o.controlAddr, o.jsonReport = *controlAddr, *jsonReport
+	return o, nil
+}
+
+func bad(v float64) bool { return math.IsNaN(v) || math.IsInf(v, 0) || v < 0 }
+
+// run is main without the exit: it runs the fleet until the stop condition
+// or SIGINT/SIGTERM and prints the report to stdout.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	logCfg := zap.NewProductionConfig()
+	logCfg.Level = zap.NewAtomicLevelAt(o.logLevel)
+	logCfg.Encoding = "console"
+	logCfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	logCfg.Sampling = nil
+	log, err := logCfg.Build()
+	if err != nil {
+		return fmt.Errorf("logger: %w", err)
+	}
+	defer func() { _ = log.Sync() }()
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	fleet, err := minersim.NewFleet(o.fleet, log)
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	var srv *http.Server
+	if o.controlAddr != "" {
+		ln, err := net.Listen("tcp", o.controlAddr)
+		if err != nil {
+			return fmt.Errorf("control API: %w", err)
+		}
+		srv = &http.Server{Handler: fleet.Handler(), ReadHeaderTimeout: 5 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("control API stopped", zap.Error(err))
+			}
+		})
+		log.Info("control API listening", zap.String("addr", ln.Addr().String()))
+	}
+	report, runErr := fleet.Run(ctx)
+	if srv != nil {
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = srv.Shutdown(shutdownCtx)
+		cancel()
+	}
+	wg.Wait()
+	if runErr != nil {
+		return runErr
+	}
+	if o.jsonReport {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report)
+	}
+	return report.WriteText(stdout)
+}
