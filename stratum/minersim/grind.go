@@ -135,9 +135,8 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 	}
 	if s.inflight >= m.cfg.MaxInFlight {
 		m.mu.Unlock()
-		if m.cfg.Fast {
-			return outWait // the answer wakes us; the tick expires lost ones
-		}
+		// An answer wakes the miner at once; the tick comes back to
+		// expire submits a silent pool never answers.
 		return outSleep
 	}
 	budget := sliceHashes
