@@ -1,0 +1,143 @@
+package shares
+
+import (
+	"context"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+
+	"github.com/wattpool/wattpool/stratum"
+)
+
+func TestVerifyDetectsTamperedRows(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	r := newRecorder(t, db, t.TempDir())
+	job := testJob("v1")
+	if err := r.RecordJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	recordShares(t, r, job, 0, 200)
+	orphan := testShare(testJob("never-recorded"), 500)
+	if err := r.RecordShare(ctx, orphan); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLedger(db)
+	rep, err := l.Verify(ctx, VerifyFilter{Instance: "pool-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checked != 201 || rep.Mismatches != 1 || rep.MissingJobs != 1 {
+		t.Fatalf("clean ledger: %+v", rep)
+	}
+	tamper := []struct{ sql, problem string }{
+		{"UPDATE shares SET nonce = nonce + 1 WHERE extranonce2 = '\\x00000003'", "stored hash differs from the recomputed header hash"},
+		{"UPDATE shares SET achieved_diff = achieved_diff * 2 WHERE extranonce2 = '\\x00000004'", "stored achieved difficulty"},
+		{"UPDATE shares SET share_diff = achieved_diff * 4 WHERE extranonce2 = '\\x00000005'", "does not meet"},
+		{"UPDATE jobs SET coinb2 = coinb2 || '\\x00'::bytea WHERE false", ""}, // no-op keeps the table honest
+	}
+	for _, tc := range tamper {
+		if _, err := db.Exec(ctx, tc.sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err = l.Verify(ctx, VerifyFilter{From: shareTime, To: shareTime.Add(time.Hour), Account: "acct0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// acct0 holds shares i%3 == 0: 3 is tampered (nonce); 4, 5 belong to
+	// other accounts.
+	if rep.Mismatches != 1 || rep.Details[0].Problem != tamper[0].problem {
+		t.Fatalf("acct0 report: %+v", rep)
+	}
+	rep, err = l.Verify(ctx, VerifyFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Checked != 201 || rep.Mismatches != 4 {
+		t.Fatalf("full report: %+v", rep)
+	}
+	// Tampering with the job breaks every share made for it.
+	if _, err := db.Exec(ctx, "UPDATE jobs SET coinb1 = coinb1 || '\\x00'::bytea WHERE job_id = 'v1'"); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err = l.Verify(ctx, VerifyFilter{Limit: 50}); err != nil || rep.Checked != 50 || rep.Mismatches != 50 {
+		t.Fatalf("tampered job: %+v %v", rep, err)
+	}
+}
+
+func TestHashrateAndPPLNSWindow(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	r := newRecorder(t, db, t.TempDir())
+	job := testJob("h1")
+	// 60 shares over 60 s: alice/rig0 at diff 100, bob/rig1 at diff 300.
+	for i := range 60 {
+		s := testShare(job, i)
+		s.Time = shareTime.Add(time.Duration(i) * time.Second)
+		s.Account, s.Worker, s.Group, s.Difficulty = "alice", "rig0", "east", 100
+		if i%2 == 1 {
+			s.Account, s.Worker, s.Group, s.Difficulty = "bob", "rig1", "west", 300
+		}
+		if err := r.RecordShare(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block := &stratum.FoundBlock{Share: *testShare(job, 40), Height: 7, CoinbaseValue: 5_000_000_000, SubmitResult: "accepted"}
+	block.Share.Time = shareTime.Add(40 * time.Second)
+	block.Share.Account, block.Share.Worker = "alice", "rig0"
+	block.Hash = chainhash.Hash{7}
+	if err := r.RecordBlock(ctx, block); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLedger(db)
+	hr, err := l.Hashrate(ctx, ByWorker, shareTime, shareTime.Add(60*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Hashrate{
+		{Key: "alice.rig0", Shares: 30, DiffSum: 3000, HashesPerSecond: 3000 * math.Exp2(32) / 60},
+		{Key: "bob.rig1", Shares: 30, DiffSum: 9000, HashesPerSecond: 9000 * math.Exp2(32) / 60},
+	}
+	if len(hr) != 2 || hr[0] != want[0] || hr[1] != want[1] {
+		t.Fatalf("by worker %+v", hr)
+	}
+	for _, tc := range []struct {
+		by   By
+		keys []string
+	}{{ByAccount, []string{"alice", "bob"}}, {ByGroup, []string{"east", "west"}}} {
+		hr, err := l.Hashrate(ctx, tc.by, shareTime, shareTime.Add(60*time.Second))
+		if err != nil || len(hr) != 2 || hr[0].Key != tc.keys[0] || hr[1].Key != tc.keys[1] {
+			t.Fatalf("by %d: %+v %v", tc.by, hr, err)
+		}
+	}
+	// Window of difficulty 1000 ending at the block (t=40 s), newest
+	// first: 40 alice 100, 39 bob 300, 38 alice 100, 37 bob 300, 36 alice
+	// 100 (sum 900), then 35 bob is credited 100 of its 300.
+	var walked []WindowShare
+	w, err := l.PPLNSWindow(ctx, block.Hash, 1000, func(s WindowShare) error { walked = append(walked, s); return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !w.Complete || w.Shares != 6 || w.DiffSum != 1000 || w.ByAccount["alice"] != 300 || w.ByAccount["bob"] != 700 {
+		t.Fatalf("window %+v", w)
+	}
+	if last := walked[len(walked)-1]; last.Diff != 300 || last.Credited != 100 || !last.Time.Equal(shareTime.Add(35*time.Second)) {
+		t.Fatalf("oldest share %+v", last)
+	}
+	w, err = l.PPLNSWindow(ctx, block.Hash, 1e9, nil)
+	if err != nil || w.Complete || w.Shares != 41 {
+		t.Fatalf("window past the ledger's start: %+v %v", w, err)
+	}
+	if _, err := l.PPLNSWindow(ctx, chainhash.Hash{8}, 10, nil); err == nil {
+		t.Fatal("window for an unknown block succeeded")
+	}
+}
