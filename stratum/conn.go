@@ -1,0 +1,438 @@
+package stratum
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/stratum/vardiff"
+	"github.com/wattpool/wattpool/stratum/work"
+)
+
+// readBufSize is the read buffer a connection starts with and returns to
+// after a long line: a submit is ~150 bytes, so idle miners cost little.
+const readBufSize = 512
+
+// maxWorkersPerConn bounds the workers one connection may authorize.
+const maxWorkersPerConn = 16
+
+// outMsg is one queued outbound message. pooled is non-nil when b lives in
+// a pooled buffer to return after writing; shared notify lines are not.
+type outMsg struct {
+	b      []byte
+	pooled *[]byte
+}
+
+// conn is one miner connection: its socket, its outbound queue and its
+// session state.
+type conn struct {
+	s      *Server
+	l      *listener
+	id     uint64
+	nc     net.Conn
+	ip     netip.Addr
+	remote string
+	log    *zap.Logger
+
+	// Real-clock times for read deadlines; written by the reader only.
+	connectedAt time.Time
+	lastRead    time.Time
+	lastShareRT time.Time
+
+	reason    atomic.Uint32 // CloseReason+1 once decided
+	closeOnce sync.Once
+
+	// Outbound queue, guarded by wmu. writing is true while a writer
+	// goroutine owns the socket's write side.
+	wmu        sync.Mutex
+	queue      []outMsg
+	spare      []outMsg
+	writing    bool
+	dead       bool
+	closeAfter bool
+
+	// Session state, guarded by mu (the reader writes, broadcasts read).
+	mu            sync.Mutex
+	subscribed    bool
+	ready         bool // subscribed and authorized: receives jobs
+	extranonceSub bool
+	en1           [extranonce1Size]byte
+	mask          uint32 // negotiated version-rolling mask (0: none)
+	minerMask     uint32
+	minBits       int
+	rolling       bool
+	workers       []*connWorker
+	vd            *vardiff.State
+	sentDiff      float64 // last difficulty sent with set_difficulty (0: none yet)
+	sentTarget    work.Target
+	jobs          []sentJob // ring of recently sent jobs
+	jobHead       int
+	lastJob       *jobEntry
+	userAgent     string
+
+	// Reader-owned scratch, reused for every share (the Sink must not keep
+	// the pointers).
+	malformed int
+	score     banScore
+	share     Share
+	reject    Reject
+	en2buf    [8]byte
+	en1buf    [extranonce1Size]byte
+	msg       Message
+}
+
+// connWorker is one worker authorized on a connection.
+type connWorker struct {
+	name  string // exactly as the miner sent it ("account.worker")
+	stats *workerStats
+}
+
+// sentJob remembers what a job was sent with, so a share is judged by the
+// difficulty and extranonce1 in force when the miner received the job.
+type sentJob struct {
+	entry  *jobEntry
+	diff   float64
+	target work.Target
+	en1    [extranonce1Size]byte
+	dup    map[dupKey]struct{}
+}
+
+// dupKey identifies a share within one job.
+type dupKey struct {
+	en1     [extranonce1Size]byte
+	en2     [8]byte
+	ntime   uint32
+	nonce   uint32
+	version uint32
+}
+
+// maxSharesPerJob bounds duplicate-detection memory per job and
+// connection; vardiff keeps honest miners far below it.
+const maxSharesPerJob = 4096
+
+func (s *Server) newConn(nc net.Conn, l *listener) *conn {
+	now := s.now()
+	lc := l.cfg.Load()
+	cfg := s.cfg.Load()
+	c := &conn{s: s, l: l, nc: nc, remote: nc.RemoteAddr().String(), connectedAt: time.Now()}
+	c.lastRead = c.connectedAt
+	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
+		c.ip = ap.Addr().Unmap()
+	}
+	c.vd = vardiff.New(cfg.Vardiff.params(lc.MinDiff, lc.MaxDiff), lc.StartDiff, now)
+	s.mu.Lock()
+	s.connSeq++
+	c.id = s.connSeq
+	c.en1 = s.allocExtranonce1Locked()
+	s.conns[c.id] = c
+	s.mu.Unlock()
+	c.log = s.log.With(zap.Uint64("conn", c.id), zap.String("remote", c.remote), zap.String("listener", lc.Name))
+	l.metrics.connections.Inc()
+	return c
+}
+
+func (s *Server) acceptLoop(l *listener) {
+	backoff := 5 * time.Millisecond
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of file descriptors and the like: wait and retry.
+			s.log.Warn("accept", zap.String("listener", l.cfg.Load().Name), zap.Error(err))
+			time.Sleep(backoff)
+			if backoff < time.Second {
+				backoff *= 2
+			}
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+			if until, banned := s.bans.banned(ap.Addr().Unmap(), s.now()); banned {
+				s.metrics.closedByReason[ClosedBanned].Inc()
+				s.log.Debug("refused banned IP", zap.String("remote", nc.RemoteAddr().String()), zap.Time("until", until))
+				nc.Close()
+				continue
+			}
+		}
+		c := s.newConn(nc, l)
+		if !s.goroutine(c.readLoop) {
+			c.close(ClosedShutdown)
+			c.teardown()
+		}
+	}
+}
+
+// setReason records why the connection ends; the first reason wins.
+func (c *conn) setReason(r CloseReason) {
+	c.reason.CompareAndSwap(0, uint32(r)+1)
+}
+
+// close closes the socket now, dropping whatever is queued.
+func (c *conn) close(r CloseReason) {
+	c.setReason(r)
+	c.closeOnce.Do(func() {
+		c.wmu.Lock()
+		c.dead = true
+		for _, m := range c.queue {
+			if m.pooled != nil {
+				c.s.putBuf(m.pooled)
+			}
+		}
+		c.queue = nil
+		c.wmu.Unlock()
+		c.nc.Close()
+	})
+}
+
+// closeAfterFlush closes the socket once the queued messages (an error
+// reply, say) were written, or right away when nothing is queued.
+func (c *conn) closeAfterFlush(r CloseReason) {
+	c.setReason(r)
+	c.wmu.Lock()
+	c.closeAfter = true
+	busy := c.writing
+	c.wmu.Unlock()
+	if !busy {
+		c.close(r)
+	}
+}
+
+// enqueue queues b for the writer. pooled, when not nil, is returned to the
+// pool after writing. A connection whose queue is full is closed as a slow
+// consumer: broadcasts never wait for one miner.
+func (c *conn) enqueue(b []byte, pooled *[]byte) bool {
+	c.wmu.Lock()
+	if c.dead || c.closeAfter {
+		c.wmu.Unlock()
+		if pooled != nil {
+			c.s.putBuf(pooled)
+		}
+		return false
+	}
+	if len(c.queue) >= c.s.cfg.Load().QueueLength {
+		c.wmu.Unlock()
+		if pooled != nil {
+			c.s.putBuf(pooled)
+		}
+		c.log.Info("closing slow consumer", zap.Int("queued", c.s.cfg.Load().QueueLength))
+		c.close(ClosedSlowConsumer)
+		return false
+	}
+	c.queue = append(c.queue, outMsg{b: b, pooled: pooled})
+	start := !c.writing
+	c.writing = true
+	c.wmu.Unlock()
+	if start && !c.s.goroutine(c.writeLoop) {
+		c.close(ClosedShutdown)
+		return false
+	}
+	return true
+}
+
+// writeLoop writes everything queued with one writev per batch and exits
+// when the queue is empty, so idle connections hold no writer goroutine.
+func (c *conn) writeLoop() {
+	var bufs net.Buffers
+	for {
+		c.wmu.Lock()
+		if c.dead || len(c.queue) == 0 {
+			c.writing = false
+			closeNow := c.closeAfter && !c.dead
+			if cap(c.spare) > 16 {
+				c.spare = nil // give back what a burst grew
+			}
+			c.wmu.Unlock()
+			if closeNow {
+				c.close(ClosedShutdown) // reason already set by closeAfterFlush
+			}
+			return
+		}
+		batch := c.queue
+		c.queue, c.spare = c.spare[:0], nil
+		c.wmu.Unlock()
+
+		bufs = bufs[:0]
+		for _, m := range batch {
+			bufs = append(bufs, m.b)
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Load().WriteTimeout))
+		w := bufs // WriteTo consumes its receiver
+		_, err := w.WriteTo(c.nc)
+		for i, m := range batch {
+			if m.pooled != nil {
+				c.s.putBuf(m.pooled)
+			}
+			batch[i] = outMsg{}
+		}
+		for i := range bufs {
+			bufs[i] = nil
+		}
+		c.wmu.Lock()
+		c.spare = batch[:0]
+		c.wmu.Unlock()
+		if err != nil {
+			if c.reason.Load() == 0 {
+				c.log.Debug("write failed", zap.Error(err))
+			}
+			c.close(ClosedWriteError)
+			c.wmu.Lock()
+			c.writing = false
+			c.wmu.Unlock()
+			return
+		}
+	}
+}
+
+// reply queues a reply built into a pooled buffer.
+func (c *conn) reply(build func([]byte) []byte) {
+	p := c.s.getBuf()
+	*p = build(*p)
+	c.enqueue(*p, p)
+}
+
+// deadline returns the next read deadline and the reason it stands for.
+func (c *conn) deadline(cfg *Config) (time.Time, CloseReason) {
+	d, r := c.lastRead.Add(cfg.ReadTimeout), ClosedReadTimeout
+	consider := func(t time.Time, why CloseReason) {
+		if t.Before(d) {
+			d, r = t, why
+		}
+	}
+	if !c.subscribed {
+		consider(c.connectedAt.Add(cfg.SubscribeTimeout), ClosedSubscribeTimeout)
+	}
+	if len(c.workers) == 0 {
+		consider(c.connectedAt.Add(cfg.AuthTimeout), ClosedAuthTimeout)
+	} else {
+		last := c.lastShareRT
+		if last.IsZero() {
+			last = c.connectedAt
+		}
+		consider(last.Add(cfg.ShareTimeout), ClosedNoShares)
+	}
+	return d, r
+}
+
+// readLoop reads lines and handles them one by one until the connection
+// ends; it owns the session's reader-side state.
+func (c *conn) readLoop() {
+	defer c.teardown()
+	buf := make([]byte, readBufSize)
+	n := 0
+	for {
+		cfg := c.s.cfg.Load()
+		deadline, why := c.deadline(cfg)
+		c.nc.SetReadDeadline(deadline)
+		if c.s.closing.Load() {
+			c.closeAfterFlush(ClosedShutdown)
+			return
+		}
+		if n == len(buf) {
+			if n > cfg.MaxLineLength {
+				c.lineTooLong(n, cfg)
+				return
+			}
+			nb := make([]byte, min(2*len(buf), cfg.MaxLineLength+1))
+			copy(nb, buf[:n])
+			buf = nb
+		}
+		k, err := c.nc.Read(buf[n:])
+		if k > 0 {
+			c.lastRead = time.Now()
+		}
+		n += k
+		start := 0
+		for start < n {
+			i := bytes.IndexByte(buf[start:n], '\n')
+			if i < 0 {
+				break
+			}
+			line := buf[start : start+i]
+			start += i + 1
+			if len(line) > cfg.MaxLineLength {
+				c.lineTooLong(len(line), cfg)
+				return
+			}
+			if !c.handleLine(line) {
+				return
+			}
+		}
+		if start > 0 {
+			n = copy(buf, buf[start:n])
+		}
+		if n > cfg.MaxLineLength {
+			c.lineTooLong(n, cfg)
+			return
+		}
+		if len(buf) > readBufSize && n <= readBufSize/2 {
+			nb := make([]byte, readBufSize)
+			n = copy(nb, buf[:n])
+			buf = nb
+		}
+		if err != nil {
+			c.readFailed(err, why)
+			return
+		}
+	}
+}
+
+func (c *conn) lineTooLong(n int, cfg *Config) {
+	c.log.Info("closing: line too long", zap.Int("bytes", n), zap.Int("max", cfg.MaxLineLength))
+	c.close(ClosedLineTooLong)
+}
+
+func (c *conn) readFailed(err error, why CloseReason) {
+	var ne net.Error
+	switch {
+	case c.s.closing.Load():
+		c.closeAfterFlush(ClosedShutdown)
+	case c.reason.Load() != 0:
+		c.close(CloseReason(c.reason.Load() - 1))
+	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, os.ErrDeadlineExceeded):
+		c.close(why)
+	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrClosedPipe):
+		c.close(ClosedClient)
+	default:
+		c.log.Debug("read failed", zap.Error(err))
+		c.close(ClosedReadError)
+	}
+}
+
+// teardown unregisters the connection once its reader ended.
+func (c *conn) teardown() {
+	s := c.s
+	s.mu.Lock()
+	delete(s.conns, c.id)
+	c.mu.Lock()
+	delete(s.en1Used, en1Value(c.en1))
+	workers := c.workers
+	c.workers = nil
+	c.ready = false
+	c.mu.Unlock()
+	s.mu.Unlock()
+	for _, w := range workers {
+		s.reg.detach(w.stats)
+	}
+	c.l.metrics.connections.Dec()
+	r := CloseReason(c.reason.Load() - 1)
+	if c.reason.Load() == 0 {
+		r = ClosedClient
+	}
+	s.metrics.closedByReason[r].Inc()
+	if r == ClosedClient || r == ClosedShutdown {
+		c.log.Debug("connection closed", zap.Stringer("reason", r))
+	} else {
+		c.log.Info("connection closed", zap.Stringer("reason", r))
+	}
+}

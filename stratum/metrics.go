@@ -1,0 +1,140 @@
+package stratum
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// CloseReason says why the server closed a connection. Its String() is a
+// log field and a metric label, so values are stable.
+type CloseReason uint8
+
+// Close reasons.
+const (
+	ClosedClient           CloseReason = iota // the miner closed it or reset it
+	ClosedReadError                           // read failed
+	ClosedWriteError                          // write failed or timed out
+	ClosedSlowConsumer                        // outbound queue full
+	ClosedLineTooLong                         // a line exceeded MaxLineLength
+	ClosedMalformed                           // too many lines that are not JSON
+	ClosedSubscribeTimeout                    // no mining.subscribe in time
+	ClosedAuthTimeout                         // no mining.authorize in time
+	ClosedNoShares                            // no accepted share for ShareTimeout
+	ClosedReadTimeout                         // silent for ReadTimeout (half-open)
+	ClosedBanned                              // IP banned (at accept or after a flood)
+	ClosedShutdown                            // server shutting down
+	closeReasonCount
+)
+
+var closeReasonNames = [...]string{
+	ClosedClient:           "client_closed",
+	ClosedReadError:        "read_error",
+	ClosedWriteError:       "write_error",
+	ClosedSlowConsumer:     "slow_consumer",
+	ClosedLineTooLong:      "line_too_long",
+	ClosedMalformed:        "malformed",
+	ClosedSubscribeTimeout: "subscribe_timeout",
+	ClosedAuthTimeout:      "auth_timeout",
+	ClosedNoShares:         "no_shares",
+	ClosedReadTimeout:      "read_timeout",
+	ClosedBanned:           "banned",
+	ClosedShutdown:         "shutdown",
+}
+
+// String returns the stable name of the reason.
+func (r CloseReason) String() string {
+	if r < closeReasonCount {
+		return closeReasonNames[r]
+	}
+	return "unknown"
+}
+
+// metrics are the server's Prometheus collectors. Labels are bounded:
+// listener names come from the configuration, reasons from fixed enums.
+type metrics struct {
+	connections    *prometheus.GaugeVec
+	shares         *prometheus.CounterVec
+	validation     prometheus.Histogram
+	blocks         *prometheus.CounterVec
+	closed         *prometheus.CounterVec
+	broadcast      prometheus.Histogram
+	groupHashrate  *prometheus.GaugeVec
+	jobs           *prometheus.CounterVec
+	goroutines     prometheus.GaugeFunc
+	sinkErrors     *prometheus.CounterVec
+	bansTotal      prometheus.Counter
+	closedByReason [closeReasonCount]prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics, error) {
+	m := &metrics{
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wattpool_stratum_connections", Help: "Open miner connections by listener.",
+		}, []string{"listener"}),
+		shares: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wattpool_stratum_shares_total", Help: "Submitted shares by result and reject reason.",
+		}, []string{"listener", "result", "reason"}),
+		validation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wattpool_stratum_share_validation_seconds", Help: "Time to validate a share (parse to verdict, without sink calls).",
+			Buckets: prometheus.ExponentialBuckets(500e-9, 2, 14),
+		}),
+		blocks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wattpool_stratum_blocks_found_total", Help: "Blocks found, by the node's verdict.",
+		}, []string{"result"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wattpool_stratum_connections_closed_total", Help: "Closed connections by reason.",
+		}, []string{"reason"}),
+		broadcast: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "wattpool_stratum_broadcast_seconds", Help: "Time to queue one job to every connection.",
+			Buckets: prometheus.ExponentialBuckets(100e-6, 2, 14),
+		}),
+		groupHashrate: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "wattpool_stratum_group_hashrate_hashes_per_second", Help: "Estimated hashrate per worker group.",
+		}, []string{"group"}),
+		jobs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wattpool_stratum_jobs_total", Help: "Jobs broadcast, by kind (clean or refresh) and failures.",
+		}, []string{"kind"}),
+		goroutines: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "wattpool_stratum_goroutines", Help: "Goroutines the server started and that are still running.",
+		}, goroutines),
+		sinkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wattpool_stratum_sink_errors_total", Help: "Failed sink calls by operation.",
+		}, []string{"op"}),
+		bansTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wattpool_stratum_bans_total", Help: "IP bans issued.",
+		}),
+	}
+	for r := CloseReason(0); r < closeReasonCount; r++ {
+		m.closedByReason[r] = m.closed.WithLabelValues(r.String())
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.connections, m.shares, m.validation, m.blocks, m.closed,
+		m.broadcast, m.groupHashrate, m.jobs, m.goroutines, m.sinkErrors, m.bansTotal} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register stratum metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// listenerMetrics are one listener's pre-resolved series, so the share
+// path never looks up label values.
+type listenerMetrics struct {
+	connections prometheus.Gauge
+	accepted    prometheus.Counter
+	rejected    [rejectReasonCount]prometheus.Counter
+}
+
+func (m *metrics) forListener(name string) *listenerMetrics {
+	lm := &listenerMetrics{
+		connections: m.connections.WithLabelValues(name),
+		accepted:    m.shares.WithLabelValues(name, "accepted", "none"),
+	}
+	for _, r := range AllRejectReasons() {
+		lm.rejected[r] = m.shares.WithLabelValues(name, "rejected", r.String())
+	}
+	return lm
+}

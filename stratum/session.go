@@ -1,0 +1,355 @@
+package stratum
+
+import (
+	"bytes"
+	"encoding/hex"
+	"encoding/json"
+	"math/bits"
+	"strconv"
+
+	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/stratum/work"
+)
+
+// Stratum error codes beyond the share reject codes.
+const (
+	codeOther          = 20
+	codeUnauthorized   = 24
+	codeNotSubscribed  = 25
+	maxUserAgentLength = 128
+)
+
+// handleLine handles one line; it returns false when the connection must
+// stop reading.
+func (c *conn) handleLine(line []byte) bool {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 {
+		return true
+	}
+	m := &c.msg
+	if err := ParseMessage(line, m); err != nil {
+		c.malformed++
+		cfg := c.s.cfg.Load()
+		c.reply(func(b []byte) []byte { return appendError(b, nullID, codeOther, err.Error()) })
+		if c.malformed >= cfg.MaxMalformed {
+			c.log.Info("closing: too many malformed lines", zap.Int("malformed", c.malformed), zap.Error(err))
+			c.closeAfterFlush(ClosedMalformed)
+			return false
+		}
+		return !c.countForBan(false)
+	}
+	if !m.HasMethod {
+		return true // a reply to something we sent; nothing to do
+	}
+	switch string(m.Method) {
+	case "mining.submit":
+		c.submit(m)
+	case "mining.subscribe":
+		c.subscribe(m)
+	case "mining.authorize":
+		c.authorize(m)
+	case "mining.configure":
+		c.configure(m)
+	case "mining.extranonce.subscribe":
+		c.mu.Lock()
+		c.extranonceSub = true
+		c.mu.Unlock()
+		c.reply(func(b []byte) []byte { return appendResult(b, m.ID, []byte("true")) })
+	case "mining.suggest_difficulty":
+		c.suggestDifficulty(m)
+	default:
+		c.reply(func(b []byte) []byte { return appendError(b, m.ID, codeOther, "Unknown method") })
+	}
+	return c.reason.Load() == 0
+}
+
+// countForBan feeds the ban policy; it reports true when the IP was banned
+// and the connection is closing.
+func (c *conn) countForBan(valid bool) bool {
+	cfg := c.s.cfg.Load()
+	if !c.score.add(valid, cfg.Ban) || !c.ip.IsValid() {
+		return false
+	}
+	d := c.s.bans.ban(c.ip, c.s.now(), cfg.Ban)
+	c.s.metrics.bansTotal.Inc()
+	c.log.Warn("banning IP for invalid shares", zap.Stringer("ip", c.ip), zap.Duration("for", d))
+	c.s.mu.Lock()
+	var same []*conn
+	for _, o := range c.s.conns {
+		if o != c && o.ip == c.ip {
+			same = append(same, o)
+		}
+	}
+	c.s.mu.Unlock()
+	for _, o := range same {
+		o.close(ClosedBanned)
+	}
+	c.closeAfterFlush(ClosedBanned)
+	return true
+}
+
+func (c *conn) subscribe(m *Message) {
+	if ua, ok := m.Param(0).Text(); ok {
+		if len(ua) > maxUserAgentLength {
+			ua = ua[:maxUserAgentLength]
+		}
+		c.userAgent = ua
+	}
+	// A session id to resume (params[1]) is accepted but not honoured:
+	// every connection gets a fresh extranonce1.
+	c.mu.Lock()
+	first := !c.subscribed
+	c.subscribed = true
+	en1 := c.en1
+	id := c.id
+	c.mu.Unlock()
+	size := c.s.cfg.Load().Extranonce2Size
+	c.reply(func(b []byte) []byte {
+		b = append(b, `{"id":`...)
+		b = append(b, m.ID...)
+		b = append(b, `,"result":[[["mining.set_difficulty","`...)
+		b = strconv.AppendUint(b, id, 16)
+		b = append(b, `"],["mining.notify","`...)
+		b = strconv.AppendUint(b, id, 16)
+		b = append(b, `"]],"`...)
+		b = hex.AppendEncode(b, en1[:])
+		b = append(b, `",`...)
+		b = strconv.AppendInt(b, int64(size), 10)
+		return append(b, "],\"error\":null}\n"...)
+	})
+	if first {
+		c.log.Debug("subscribed", zap.String("agent", c.userAgent), zap.String("extranonce1", hex.EncodeToString(en1[:])))
+	}
+	c.start()
+}
+
+func (c *conn) authorize(m *Message) {
+	name, ok := m.Param(0).Text()
+	if !ok {
+		c.reply(func(b []byte) []byte {
+			return appendError(b, m.ID, codeOther, "mining.authorize: worker name must be a string")
+		})
+		return
+	}
+	password := ""
+	if p := m.Param(1); p.Kind == KindString {
+		password, _ = p.Text()
+	} else if p.Kind != KindInvalid && p.Kind != KindNull {
+		c.reply(func(b []byte) []byte {
+			return appendError(b, m.ID, codeOther, "mining.authorize: password must be a string")
+		})
+		return
+	}
+	account, worker, err := parseWorkerName(name)
+	if err != nil {
+		c.reply(func(b []byte) []byte {
+			return appendError(b, m.ID, codeUnauthorized, "Unauthorized worker: "+err.Error())
+		})
+		return
+	}
+	diff, derr := passwordOptions(password)
+	if derr != nil {
+		c.log.Info("ignoring password option", zap.Error(derr))
+	}
+	c.mu.Lock()
+	for _, w := range c.workers {
+		if w.name == name {
+			c.mu.Unlock()
+			c.reply(func(b []byte) []byte { return appendResult(b, m.ID, []byte("true")) })
+			return
+		}
+	}
+	if len(c.workers) >= maxWorkersPerConn {
+		c.mu.Unlock()
+		c.reply(func(b []byte) []byte {
+			return appendError(b, m.ID, codeUnauthorized, "Too many workers on one connection")
+		})
+		return
+	}
+	cfg := c.s.cfg.Load()
+	group := cfg.groupFor(account + "." + worker)
+	stats := c.s.reg.attach(account, worker, group, c.s.now())
+	c.workers = append(c.workers, &connWorker{name: name, stats: stats})
+	if diff > 0 {
+		c.vd.SetFloor(diff, c.s.now())
+	}
+	c.mu.Unlock()
+	c.log.Debug("authorized", zap.String("account", account), zap.String("worker", worker), zap.String("group", group))
+	c.reply(func(b []byte) []byte { return appendResult(b, m.ID, []byte("true")) })
+	c.start()
+}
+
+// start sends the first difficulty and job once the connection is both
+// subscribed and authorized.
+func (c *conn) start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ready || !c.subscribed || len(c.workers) == 0 {
+		return
+	}
+	c.ready = true
+	if b := c.s.block.Load(); b != nil && b.job != nil {
+		c.sendJobLocked(b.job, true)
+	}
+}
+
+// configure answers BIP310 mining.configure.
+func (c *conn) configure(m *Message) {
+	exts, opts := m.Param(0), m.Param(1)
+	if exts.Kind != KindArray || (opts.Kind != KindObject && opts.Kind != KindInvalid && opts.Kind != KindNull) {
+		c.reply(func(b []byte) []byte {
+			return appendError(b, m.ID, codeOther, "mining.configure: params must be [extensions, options]")
+		})
+		return
+	}
+	var names []string
+	if err := json.Unmarshal(exts.Raw, &names); err != nil {
+		c.reply(func(b []byte) []byte {
+			return appendError(b, m.ID, codeOther, "mining.configure: extensions must be strings")
+		})
+		return
+	}
+	options := map[string]any{}
+	if opts.Kind == KindObject {
+		if err := json.Unmarshal(opts.Raw, &options); err != nil {
+			c.reply(func(b []byte) []byte { return appendError(b, m.ID, codeOther, "mining.configure: bad options") })
+			return
+		}
+	}
+	cfg := c.s.cfg.Load()
+	res := []byte{'{'}
+	add := func(key string, val []byte) {
+		if len(res) > 1 {
+			res = append(res, ',')
+		}
+		res = appendString(res, key)
+		res = append(res, ':')
+		res = append(res, val...)
+	}
+	c.mu.Lock()
+	for _, ext := range names {
+		switch ext {
+		case "version-rolling":
+			minerMask := uint32(0xffffffff)
+			if s, ok := options["version-rolling.mask"].(string); ok {
+				v, err := parseHex32([]byte(s))
+				if err != nil {
+					add(ext, []byte("false"))
+					add("version-rolling.error", appendString(nil, "version-rolling.mask is not 8 hex digits"))
+					continue
+				}
+				minerMask = v
+			}
+			minBits := 0
+			if f, ok := options["version-rolling.min-bit-count"].(float64); ok && f > 0 && f <= 32 {
+				minBits = int(f)
+			}
+			mask := cfg.VersionMask & minerMask
+			if mask == 0 || bits.OnesCount32(mask) < minBits {
+				c.rolling, c.mask = false, 0
+				add(ext, []byte("false"))
+				continue
+			}
+			c.rolling, c.mask, c.minerMask, c.minBits = true, mask, minerMask, minBits
+			add(ext, []byte("true"))
+			add("version-rolling.mask", appendHex32(nil, mask))
+		case "minimum-difficulty":
+			f, ok := options["minimum-difficulty.value"].(float64)
+			if !ok || !(f > 0) {
+				add(ext, []byte("false"))
+				continue
+			}
+			c.vd.SetFloor(f, c.s.now())
+			add(ext, []byte("true"))
+		case "subscribe-extranonce":
+			c.extranonceSub = true
+			add(ext, []byte("true"))
+		default:
+			if len(ext) <= 64 && validName(ext, true) {
+				add(ext, []byte("false")) // BIP310: unsupported extensions are answered false
+			}
+		}
+	}
+	c.mu.Unlock()
+	res = append(res, '}')
+	c.reply(func(b []byte) []byte { return appendResult(b, m.ID, res) })
+}
+
+// suggestDifficulty takes the miner's wish, clamped to the port's range;
+// it is sent before the next job and is a floor for vardiff.
+func (c *conn) suggestDifficulty(m *Message) {
+	d, ok := m.Param(0).Float()
+	if !ok || !(d > 0) {
+		c.reply(func(b []byte) []byte {
+			return appendError(b, m.ID, codeOther, "mining.suggest_difficulty: difficulty must be a positive number")
+		})
+		return
+	}
+	c.mu.Lock()
+	c.vd.SetFloor(d, c.s.now())
+	c.mu.Unlock()
+	c.reply(func(b []byte) []byte { return appendResult(b, m.ID, []byte("true")) })
+}
+
+// sendJob queues a job to this connection (broadcast path).
+func (c *conn) sendJob(e *jobEntry, clean bool) {
+	c.mu.Lock()
+	c.sendJobLocked(e, clean)
+	c.mu.Unlock()
+}
+
+// sendJobLocked sends a pending difficulty change followed by the job's
+// notify and records what the job was sent with. Caller holds c.mu.
+func (c *conn) sendJobLocked(e *jobEntry, clean bool) {
+	if !c.ready || c.lastJob == e {
+		return
+	}
+	cfg := c.s.cfg.Load()
+	c.vd.Tick(c.s.now())
+	if d := c.vd.Difficulty(); d != c.sentDiff {
+		p := c.s.getBuf()
+		*p = appendSetDifficulty(*p, d)
+		if !c.enqueue(*p, p) {
+			return
+		}
+		c.sentDiff = d
+		c.sentTarget = work.TargetFromDiff(d)
+	}
+	line := e.refresh
+	if clean || c.lastJob == nil || c.lastJob.gen != e.gen {
+		line = e.clean
+	}
+	if !c.enqueue(line, nil) {
+		return
+	}
+	if c.jobs == nil {
+		c.jobs = make([]sentJob, cfg.JobWindow)
+	}
+	c.jobHead = (c.jobHead + 1) % len(c.jobs)
+	slot := &c.jobs[c.jobHead]
+	dup := slot.dup
+	clear(dup)
+	*slot = sentJob{entry: e, diff: c.sentDiff, target: c.sentTarget, en1: c.en1, dup: dup}
+	c.lastJob = e
+}
+
+// findJobLocked returns the newest slot holding the job with this id.
+func (c *conn) findJobLocked(id []byte) *sentJob {
+	for i := 0; i < len(c.jobs); i++ {
+		slot := &c.jobs[(c.jobHead-i+len(c.jobs))%len(c.jobs)]
+		if slot.entry != nil && slot.entry.job.ID == string(id) {
+			return slot
+		}
+	}
+	return nil
+}
+
+func (c *conn) findWorkerLocked(name []byte) *connWorker {
+	for _, w := range c.workers {
+		if w.name == string(name) {
+			return w
+		}
+	}
+	return nil
+}
