@@ -155,7 +155,7 @@ func Default() Config {
 }
 
 // Validate reports every wrong field, each error naming its field.
-func (c *Config) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	bad := func(field string, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))

@@ -1,0 +1,204 @@
+package stratum
+
+import (
+	"math"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	if err := testConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	d := Default()
+	if err := d.Validate(); err != nil {
+		t.Fatalf("Default: %v", err)
+	}
+	bad := Default()
+	bad.Instance = "bad name"
+	bad.Listeners = append(bad.Listeners,
+		ListenerConfig{Name: "default", Addr: "", StartDiff: 5, MinDiff: 10, MaxDiff: 1},
+		ListenerConfig{Name: "x", Addr: ":1", StartDiff: math.Inf(1), MinDiff: -1, MaxDiff: math.NaN()})
+	bad.VersionMask = 0x00002000
+	bad.Extranonce2Size = 9
+	bad.Vardiff.MaxFactor = 1
+	bad.WriteTimeout = 0
+	bad.MaxLineLength = 10
+	bad.QueueLength = 1
+	bad.MaxMalformed = 0
+	bad.JobWindow = 1
+	bad.Ban.InvalidPercent = 0
+	bad.Ban.MaxDuration = time.Second
+	bad.Groups = []GroupRule{{Pattern: "[", Group: "g"}, {Pattern: "a.*", Group: ""}}
+	err := bad.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, field := range []string{"Instance", "Listeners[1].Name", "Listeners[1].Addr", "Listeners[1].MaxDiff", "Listeners[1].StartDiff",
+		"Listeners[2].MinDiff", "Listeners[2].MaxDiff", "Listeners[2].StartDiff", "VersionMask", "Extranonce2Size", "Vardiff", "WriteTimeout",
+		"MaxLineLength", "QueueLength", "MaxMalformed", "JobWindow", "Ban.InvalidPercent", "Ban.MaxDuration", "Groups[0].Pattern", "Groups[1].Group"} {
+		if !strings.Contains(err.Error(), field+":") {
+			t.Errorf("error does not name %s:\n%v", field, err)
+		}
+	}
+	if strings.Contains(err.Error(), "RefreshInterval") {
+		t.Errorf("valid field reported: %v", err)
+	}
+}
+
+func TestGroupFor(t *testing.T) {
+	c := testConfig()
+	c.Groups = []GroupRule{{"acme.rack1-*", "rack1"}, {"acme.*", "acme"}, {"solo", "solo"}}
+	for _, tc := range []struct{ name, want string }{
+		{"acme.rack1-07", "rack1"}, {"acme.rack2-01", "acme"}, {"solo.default", ""}, {"other.x", ""},
+	} {
+		if got := c.groupFor(tc.name); got != tc.want {
+			t.Errorf("groupFor(%q) = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestParseWorkerName(t *testing.T) {
+	tests := []struct {
+		in, account, worker string
+		ok                  bool
+	}{
+		{"acct.rig1", "acct", "rig1", true},
+		{"acct", "acct", DefaultWorker, true},
+		{"acct.", "acct", DefaultWorker, true},
+		{"bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4.s19-rack.1", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "s19-rack.1", true},
+		{"", "", "", false},
+		{".rig", "", "", false},
+		{"ac ct.rig", "", "", false},
+		{"acct.r\x00g", "", "", false},
+		{"acct.rig\u00e9", "", "", false},
+		{strings.Repeat("a", 91), "", "", false},
+		{"a." + strings.Repeat("w", 65), "", "", false},
+	}
+	for _, tc := range tests {
+		a, w, err := parseWorkerName(tc.in)
+		if (err == nil) != tc.ok || a != tc.account || w != tc.worker {
+			t.Errorf("parseWorkerName(%q) = %q %q %v", tc.in, a, w, err)
+		}
+	}
+}
+
+func TestPasswordOptions(t *testing.T) {
+	tests := []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{"x", 0, true}, {"", 0, true}, {"d=1024", 1024, true}, {"x, d=0.5 ,foo=bar", 0.5, true},
+		{"d=0", 0, false}, {"d=-4", 0, false}, {"d=abc", 0, false}, {"d=Inf", 0, false},
+	}
+	for _, tc := range tests {
+		got, err := passwordOptions(tc.in)
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("passwordOptions(%q) = %v %v", tc.in, got, err)
+		}
+	}
+}
+
+func TestBanEscalation(t *testing.T) {
+	cfg := BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50, Duration: time.Minute, MaxDuration: 5 * time.Minute, ForgetAfter: time.Hour}
+	b := newBanList()
+	ip := netip.MustParseAddr("192.0.2.1")
+	now := testNow
+	for i, want := range []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 5 * time.Minute, 5 * time.Minute} {
+		if got := b.ban(ip, now, cfg); got != want {
+			t.Fatalf("ban %d lasts %v, want %v", i, got, want)
+		}
+		if _, banned := b.banned(ip, now.Add(want-time.Second)); !banned {
+			t.Fatalf("ban %d not in force", i)
+		}
+		if _, banned := b.banned(ip, now.Add(want)); banned {
+			t.Fatalf("ban %d still in force at its end", i)
+		}
+		now = now.Add(want + time.Minute)
+	}
+	// After ForgetAfter without a ban the doubling starts over.
+	now = now.Add(2 * time.Hour)
+	if got := b.ban(ip, now, cfg); got != time.Minute {
+		t.Fatalf("ban after forgetting lasts %v", got)
+	}
+	if _, banned := b.banned(netip.MustParseAddr("192.0.2.2"), now); banned {
+		t.Fatal("other IP banned")
+	}
+	b.prune(now.Add(3*time.Hour), cfg)
+	if b.len() != 0 {
+		t.Fatalf("prune left %d entries", b.len())
+	}
+}
+
+func TestBanScore(t *testing.T) {
+	cfg := BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50}
+	var s banScore
+	for i := 0; i < 9; i++ {
+		if s.add(i%2 == 0, cfg) {
+			t.Fatalf("banned before the window was full (%d)", i)
+		}
+	}
+	if !s.add(false, cfg) { // 5 valid, 5 invalid: 50%
+		t.Fatal("50% invalid not banned")
+	}
+	for i := 0; i < 10; i++ {
+		if s.add(i < 6, cfg) { // 40% invalid
+			t.Fatal("40% invalid banned")
+		}
+	}
+	cfg.Enabled = false
+	for i := 0; i < 20; i++ {
+		if s.add(false, cfg) {
+			t.Fatal("banned while disabled")
+		}
+	}
+}
+
+func TestRegistryHashrate(t *testing.T) {
+	r := newRegistry(10 * time.Minute)
+	now := testNow
+	w := r.attach("acct", "rig1", "g1", now)
+	w2 := r.attach("acct", "rig2", "g2", now)
+	r.attach("acct", "rig1", "g1", now) // second connection of rig1
+	// 600 shares of difficulty 1000 over 10 minutes: 1000 * 2^32 / 1 s.
+	for i := 0; i < 600; i++ {
+		now = now.Add(time.Second)
+		w.addShare(1000, now, false)
+	}
+	w2.addShare(600, now, true)
+	w2.addReject(RejectStale)
+	w2.addReject(RejectStale)
+	ws := r.snapshot(now)
+	if len(ws) != 2 {
+		t.Fatalf("%d workers", len(ws))
+	}
+	want := 1000 * math.Exp2(32)
+	if got := ws[0].Hashrate; math.Abs(got-want)/want > 0.06 {
+		t.Fatalf("rig1 hashrate %g, want about %g", got, want)
+	}
+	if ws[0].Connections != 2 || ws[0].Accepted != 600 || ws[0].AcceptedDiff != 600000 || !ws[0].LastShare.Equal(now) {
+		t.Fatalf("rig1 %+v", ws[0])
+	}
+	if ws[1].Rejects["stale"] != 2 || ws[1].Blocks != 1 || ws[1].Group != "g2" {
+		t.Fatalf("rig2 %+v", ws[1])
+	}
+	groups, accounts := aggregate(ws)
+	if len(groups) != 2 || groups[0].Group != "g1" || len(accounts) != 1 || accounts[0].Workers != 2 {
+		t.Fatalf("groups %+v accounts %+v", groups, accounts)
+	}
+	// Shares leave the window: the estimate decays to zero.
+	if got := r.snapshot(now.Add(11 * time.Minute))[0].Hashrate; got != 0 {
+		t.Fatalf("hashrate after the window %g", got)
+	}
+	// Workers without connections are forgotten after the window.
+	r.detach(w)
+	r.detach(w)
+	r.detach(w2)
+	r.prune(now.Add(11 * time.Minute))
+	if n := len(r.snapshot(now)); n != 0 {
+		t.Fatalf("%d workers after prune", n)
+	}
+}
