@@ -117,6 +117,8 @@ type Recorder struct {
 	closed   bool
 	dbFailed bool       // run goroutine only: log database outages once
 	drainMu  sync.Mutex // the run goroutine, Flush and Close take turns draining
+	// partitionsDone is when partitions were last ensured (under drainMu).
+	partitionsDone time.Time
 }
 
 var _ stratum.Sink = (*Recorder)(nil)
@@ -307,19 +309,7 @@ func (r *Recorder) run(ctx context.Context) {
 	defer close(r.done)
 	t := time.NewTicker(r.opts.flushInterval)
 	defer t.Stop()
-	var partitionsDone time.Time
 	for {
-		now := r.opts.now()
-		if now.Sub(partitionsDone) >= time.Hour {
-			if _, err := migrations.EnsurePartitions(ctx, r.db, now, r.opts.partitionsAhead); err != nil {
-				r.metrics.errors.WithLabelValues("partitions").Inc()
-				if ctx.Err() == nil && !r.dbFailed {
-					r.log.Warn("ledger: cannot create share partitions yet (shares_default takes them meanwhile)", zap.Error(err))
-				}
-			} else {
-				partitionsDone = now
-			}
-		}
 		r.pass(ctx)
 		select {
 		case <-ctx.Done():
@@ -329,10 +319,28 @@ func (r *Recorder) run(ctx context.Context) {
 	}
 }
 
+// maintainPartitions keeps share partitions created ahead: at the first
+// pass and hourly after a success. The caller holds drainMu.
+func (r *Recorder) maintainPartitions(ctx context.Context) {
+	now := r.opts.now()
+	if !r.partitionsDone.IsZero() && now.Sub(r.partitionsDone) < time.Hour {
+		return
+	}
+	if _, err := migrations.EnsurePartitions(ctx, r.db, now, r.opts.partitionsAhead); err != nil {
+		r.metrics.errors.WithLabelValues("partitions").Inc()
+		if ctx.Err() == nil && !r.dbFailed {
+			r.log.Warn("ledger: cannot create share partitions yet (shares_default takes them meanwhile)", zap.Error(err))
+		}
+		return
+	}
+	r.partitionsDone = now
+}
+
 // pass drains the spool and flushes reject counts once.
 func (r *Recorder) pass(ctx context.Context) {
 	r.drainMu.Lock()
 	defer r.drainMu.Unlock()
+	r.maintainPartitions(ctx)
 	r.writer.beginPass(r.opts.now(), r.spool.Stats().Appended)
 	err := r.writer.drain(ctx)
 	if err == nil {
@@ -374,6 +382,7 @@ func (r *Recorder) flushLocked(ctx context.Context) error {
 	// The run goroutine also drains; the drainLock makes the two take turns.
 	r.drainMu.Lock()
 	defer r.drainMu.Unlock()
+	r.maintainPartitions(ctx)
 	r.writer.beginPass(r.opts.now(), r.spool.Stats().Appended)
 	defer r.writer.endPass()
 	if err := r.writer.drain(ctx); err != nil {

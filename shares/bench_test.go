@@ -1,0 +1,76 @@
+package shares
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/wattpool/wattpool/stratum"
+)
+
+// BenchmarkIngest measures the drain: b.N spooled shares copied into
+// PostgreSQL (COPY in batches of 20,000) and their segments removed.
+func BenchmarkIngest(b *testing.B) {
+	ctx := context.Background()
+	db := newDB(b)
+	r := newRecorder(b, db, b.TempDir(), WithSegmentSize(256<<20))
+	job := testJob("bench")
+	shares := make([]*stratum.Share, 1000)
+	for i := range shares {
+		shares[i] = testShare(job, i)
+	}
+	for i := 0; i < b.N; i++ {
+		s := *shares[i%len(shares)]
+		s.Nonce = uint32(i)
+		if err := r.RecordShare(ctx, &s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := r.spool.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	if err := r.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "shares/s")
+	if n := count(b, db, "SELECT count(*) FROM shares"); n != int64(b.N) {
+		b.Fatalf("%d rows for %d shares", n, b.N)
+	}
+}
+
+// BenchmarkRecordShareLatency paces RecordShare at 20,000 shares/s (the
+// spool's cost on the submit path, background syncer and drain running)
+// and reports latency percentiles.
+func BenchmarkRecordShareLatency(b *testing.B) {
+	ctx := context.Background()
+	db := newDB(b)
+	r := newRecorder(b, db, b.TempDir(), WithFlushInterval(200*time.Millisecond))
+	job := testJob("lat")
+	base := testShare(job, 1)
+	lat := make([]time.Duration, 0, b.N)
+	const interval = time.Second / 20000
+	next := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for time.Now().Before(next) {
+		}
+		next = next.Add(interval)
+		s := *base
+		s.Nonce = uint32(i)
+		t0 := time.Now()
+		if err := r.RecordShare(ctx, &s); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
+	b.ReportMetric(pct(0.5), "p50-us")
+	b.ReportMetric(pct(0.99), "p99-us")
+	b.ReportMetric(pct(0.999), "p999-us")
+}
