@@ -64,6 +64,12 @@ type Config struct {
 
 	// Extranonce2Size is the byte length of the miner's extranonce.
 	Extranonce2Size int
+	// VersionMask is the set of header version bits miners may roll
+	// (BIP310); 0 disables version rolling.
+	VersionMask uint32
+	// Groups map "account.worker" names (path.Match patterns) to worker
+	// groups, first match wins.
+	Groups []Group
 	// Vardiff holds the difficulty adjustment settings shared by every
 	// listener (each listener brings its own difficulty range).
 	Vardiff Vardiff
@@ -84,6 +90,11 @@ type Node struct {
 	URL string
 	// CAFile is the PEM file that signs an https node's certificate.
 	CAFile string
+}
+
+// Group is one worker group rule.
+type Group struct {
+	Pattern, Group string
 }
 
 // Vardiff are the per-connection difficulty adjustment settings.
@@ -115,9 +126,10 @@ func Defaults() File {
 		Instance: InstanceFile{Name: "wattpool", ID: 0, SpoolDir: "spool", ShutdownTimeout: "30s"},
 		Log:      LogFile{Level: "info", Format: "json"},
 		Bitcoin:  BitcoinFile{Network: "mainnet", PoolTag: "/wattpool/"},
-		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "30s", LongPoll: true},
+		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "10s", LongPoll: true},
 		Stratum: StratumFile{
 			Extranonce2Size: 4,
+			VersionMask:     "1fffe000",
 			Vardiff: VardiffFile{TargetInterval: "10s", RetargetInterval: "60s", RetargetShares: 30,
 				MaxFactor: 4, Tolerance: 0.3},
 			Listeners: []ListenerFile{{Name: "default", Addr: "0.0.0.0:3333", StartDiff: &start, MinDiff: &lo, MaxDiff: &hi}},

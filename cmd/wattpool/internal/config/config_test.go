@@ -279,6 +279,18 @@ name = "a"
 addr = "0.0.0.0:3333"
 `, want: []string{"stratum.listener[1].name: \"a\" is used", "stratum.listener[1].addr: \"0.0.0.0:3333\" collides",
 			"http.addr: \"127.0.0.1:3333\" is also", "http.addr: \"127.0.0.1:3333\" is also"}},
+		{name: "version mask and groups", file: minimal + `
+[stratum]
+version_mask = "zz"
+[[stratum.group]]
+pattern = "[acme"
+group = "rack 1"
+[[stratum.group]]
+pattern = "acme.*"
+group = "ok"
+`, want: []string{"stratum.version_mask: \"zz\"", "stratum.group[0].pattern", "stratum.group[0].group"}},
+		{name: "one-bit version mask", file: minimal + "[stratum]\nversion_mask = \"00002000\"\n",
+			want: []string{"stratum.version_mask: 00002000 leaves fewer than 2 bits"}},
 		{name: "no node, no payout", file: "", want: []string{"bitcoin.payout_address: must be set", "node.urls: no node"}},
 		{name: "missing files", file: minimal, env: []string{"WATTPOOL_NODE_URL", "https://u:p@h:1", "WATTPOOL_NODE_CA_FILE", "/nonexistent/ca.pem"},
 			want: []string{"node.ca_file (from WATTPOOL_NODE_CA_FILE): open /nonexistent/ca.pem"}},

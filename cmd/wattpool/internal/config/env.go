@@ -42,7 +42,7 @@ var envVars = []EnvVar{
 		apply: func(f *File, v string) error { f.Log.Level = v; return nil }},
 	{Name: "WATTPOOL_LOG_FORMAT", Field: "log.format", Doc: "json or console.",
 		apply: func(f *File, v string) error { f.Log.Format = v; return nil }},
-	{Name: "WATTPOOL_NETWORK", Field: "bitcoin.network", Doc: "mainnet, testnet (testnet3), testnet4, signet, regtest or simnet.",
+	{Name: "WATTPOOL_NETWORK", Field: "bitcoin.network", Doc: "mainnet, testnet (testnet3), testnet4, signet, regtest or simnet; Bitcoin Core's main and test too.",
 		apply: func(f *File, v string) error { f.Bitcoin.Network = v; return nil }},
 	{Name: "WATTPOOL_PAYOUT_ADDRESS", Field: "bitcoin.payout_address", Doc: "Address of the network that coinbases pay (P2PKH, P2SH, P2WPKH, P2WSH, P2TR).",
 		apply: func(f *File, v string) error { f.Bitcoin.PayoutAddress = v; return nil }},

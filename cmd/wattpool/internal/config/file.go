@@ -59,8 +59,16 @@ type DatabaseFile struct {
 // StratumFile is the [stratum] table.
 type StratumFile struct {
 	Extranonce2Size int            `toml:"extranonce2_size"`
+	VersionMask     string         `toml:"version_mask"`
 	Vardiff         VardiffFile    `toml:"vardiff"`
 	Listeners       []ListenerFile `toml:"listener"`
+	Groups          []GroupFile    `toml:"group"`
+}
+
+// GroupFile is one [[stratum.group]] rule.
+type GroupFile struct {
+	Pattern string `toml:"pattern"`
+	Group   string `toml:"group"`
 }
 
 // VardiffFile is the [stratum.vardiff] table.

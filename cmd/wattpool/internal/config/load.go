@@ -52,13 +52,27 @@ func Parse(raw []byte, lookup func(string) (string, bool)) (*Config, error) {
 	return cfg, nil
 }
 
-// DecodeFile decodes a configuration file over the defaults without
-// environment overrides or validation, for tools that inspect it.
-func DecodeFile(raw []byte) (File, error) {
+// DecodeFileAt reads the file at path (none when empty) over the defaults
+// and applies the environment, without validating: for commands that need
+// one setting (the database URL) and must work while unrelated ones are
+// wrong. Syntax errors and values of the wrong type are still errors.
+func DecodeFileAt(path string, lookup func(string) (string, bool)) (File, error) {
 	f := Defaults()
-	if err := decode(raw, &f); err != nil {
-		errs, _ := decodeErrors(err)
-		return f, errs
+	if path != "" {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return f, Errors{fmt.Errorf("read config file: %w", err)}
+		}
+		if err := decode(raw, &f); err != nil {
+			if errs, fatal := decodeErrors(err); fatal {
+				return f, errs
+			}
+		}
+	}
+	if lookup != nil {
+		if _, errs := ApplyEnv(&f, lookup); len(errs) > 0 {
+			return f, Errors(errs)
+		}
 	}
 	return f, nil
 }

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"net"
 	"net/url"
 	"os"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,9 +21,13 @@ import (
 )
 
 // Networks maps the accepted bitcoin.network names to chain parameters.
-// "testnet" is testnet3; btcd's chaincfg/v2 also carries testnet4.
+// "testnet" is testnet3; btcd's chaincfg/v2 also carries testnet4. Bitcoin
+// Core's -chain names (main, test) are accepted too, so one variable can
+// configure both the node and the pool.
 var Networks = map[string]*chaincfg.Params{
 	"mainnet":  &chaincfg.MainNetParams,
+	"main":     &chaincfg.MainNetParams,
+	"test":     &chaincfg.TestNet3Params,
 	"testnet":  &chaincfg.TestNet3Params,
 	"testnet3": &chaincfg.TestNet3Params,
 	"testnet4": &chaincfg.TestNet4Params,
@@ -131,8 +137,23 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 			v.errorf("bitcoin.pool_tag", "%v", err)
 		}
 	}
+	if m, err := strconv.ParseUint(strings.TrimPrefix(f.Stratum.VersionMask, "0x"), 16, 32); err != nil {
+		v.errorf("stratum.version_mask", "%q is not a 32-bit hex mask (e.g. \"1fffe000\"; \"0\" disables version rolling)", f.Stratum.VersionMask)
+	} else if c.VersionMask = uint32(m); c.VersionMask != 0 && bits.OnesCount32(c.VersionMask) < 2 {
+		v.errorf("stratum.version_mask", "%08x leaves fewer than 2 bits to roll (\"0\" disables version rolling)", c.VersionMask)
+	}
 	v.vardiff(f, c)
 	v.listeners(f, c)
+	for i, g := range f.Stratum.Groups {
+		p := fmt.Sprintf("stratum.group[%d].", i)
+		if _, err := path.Match(g.Pattern, ""); err != nil || g.Pattern == "" {
+			v.errorf(p+"pattern", "%q is not a valid pattern (path.Match syntax, e.g. \"acme.rack1-*\")", g.Pattern)
+		}
+		if !instanceName.MatchString(g.Group) {
+			v.errorf(p+"group", "%q: want 1-63 letters, digits, '.', '_' or '-'", g.Group)
+		}
+		c.Groups = append(c.Groups, Group{Pattern: g.Pattern, Group: g.Group})
+	}
 
 	// [http]
 	switch a := f.HTTP.Addr; a {
@@ -331,8 +352,8 @@ func (v *validator) listeners(f *File, c *Config) {
 		if l.Name == "" {
 			l.Name = fmt.Sprintf("listener%d", i)
 		}
-		if !instanceName.MatchString(l.Name) {
-			v.errorf(p+"name", "%q: want 1-63 letters, digits, '.', '_' or '-'", lf.Name)
+		if !instanceName.MatchString(l.Name) || len(l.Name) > 32 {
+			v.errorf(p+"name", "%q: want 1-32 letters, digits, '.', '_' or '-'", lf.Name)
 		} else if names[l.Name] {
 			v.errorf(p+"name", "%q is used by another listener", l.Name)
 		}

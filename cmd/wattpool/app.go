@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
+	"github.com/wattpool/wattpool/migrations"
+	"github.com/wattpool/wattpool/shares"
+	"github.com/wattpool/wattpool/stratum"
+	"github.com/wattpool/wattpool/stratum/node"
+	"github.com/wattpool/wattpool/stratum/work"
+)
+
+// app is one running pool: template source, job builder, share sink,
+// stratum server and HTTP server, built from one configuration. serve and
+// demo both run it.
+type app struct {
+	cfg     *config.Config
+	log     *zap.Logger
+	level   zap.AtomicLevel
+	reg     *prometheus.Registry
+	started time.Time
+
+	source   node.Source
+	clients  []*node.Client
+	builder  *work.Builder
+	db       *pgxpool.Pool
+	recorder *shares.Recorder // nil without a database
+	sink     stratum.Sink
+	server   *stratum.Server
+
+	httpLn  net.Listener // nil when HTTP is off
+	httpSrv *http.Server
+}
+
+// newApp builds every part of the pool without starting any; on error it
+// releases what it built. When the configuration asks for it, migrations
+// are applied here, before anything can record a share.
+func newApp(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel) (a *app, err error) {
+	a = &app{cfg: cfg, log: log, level: level, reg: prometheus.NewRegistry(), started: time.Now()}
+	defer func() {
+		if err != nil {
+			a.close(context.Background())
+			a = nil
+		}
+	}()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := a.buildSource(); err != nil {
+		return nil, err
+	}
+	a.builder, err = work.NewBuilder(work.Config{Params: cfg.Network, PayoutScript: cfg.PayoutScript,
+		PoolTag: cfg.PoolTag, Extranonce2Size: cfg.Extranonce2Size})
+	if err != nil {
+		return nil, fmt.Errorf("job builder: %w", err)
+	}
+	if err := a.buildSink(ctx); err != nil {
+		return nil, err
+	}
+	a.server, err = stratum.New(stratumConfig(cfg), a.builder, a.source, a.sink, log.Named("stratum"),
+		stratum.WithRegisterer(a.reg))
+	if err != nil {
+		return nil, err
+	}
+	if cfg.HTTPAddr != "" {
+		// Bind now so a taken port fails start-up, not a goroutine later.
+		var lc net.ListenConfig
+		if a.httpLn, err = lc.Listen(ctx, "tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("http: listen on %s: %w", cfg.HTTPAddr, err)
+		}
+		a.httpSrv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog: zap.NewStdLog(log.Named("http"))}
+	}
+	return a, nil
+}
+
+func (a *app) buildSource() error {
+	cfg := a.cfg
+	if cfg.TemplateFile != "" {
+		fs, err := node.NewFileSource(cfg.TemplateFile, a.log.Named("template"), node.WithFileRefresh(cfg.RefreshInterval))
+		if err != nil {
+			return err
+		}
+		a.source = fs
+		a.log.Warn("replaying a template file instead of asking a node: found blocks go nowhere",
+			zap.String("file", cfg.TemplateFile))
+		return nil
+	}
+	for _, n := range cfg.Nodes {
+		c, err := node.NewClient(node.Config{Name: n.Name, URL: n.URL, CAFile: n.CAFile, Timeout: cfg.NodeTimeout},
+			a.log.Named("node"))
+		if err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		a.clients = append(a.clients, c)
+	}
+	p, err := node.NewPool(a.clients, a.log.Named("node"), node.WithPollInterval(cfg.PollInterval),
+		node.WithRefreshInterval(cfg.RefreshInterval), node.WithLongPoll(cfg.LongPoll), node.WithRegisterer(a.reg))
+	if err != nil {
+		return err
+	}
+	a.source = p
+	return nil
+}
+
+func (a *app) buildSink(ctx context.Context) error {
+	cfg := a.cfg
+	if cfg.DatabaseURL == "" {
+		a.log.Warn("no database configured: accepted shares are logged, not stored")
+		a.sink = stratum.NewLogSink(a.log.Named("shares"))
+		return nil
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		// pgx errors may quote the URL; say which setting instead.
+		return errors.New("database.url does not parse as a PostgreSQL URL")
+	}
+	if a.db, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+		return fmt.Errorf("database %s: %w", config.Redact(cfg.DatabaseURL), err)
+	}
+	if cfg.Migrate {
+		if err := applyMigrations(ctx, a.db, a.log); err != nil {
+			return err
+		}
+	}
+	a.recorder, err = shares.New(shares.Config{Instance: cfg.Instance, SpoolDir: cfg.SpoolDir}, a.db,
+		a.log.Named("shares"), shares.WithRegisterer(a.reg))
+	if err != nil {
+		return err
+	}
+	a.sink = a.recorder
+	return nil
+}
+
+// applyMigrations brings the schema up to date on one connection of db.
+func applyMigrations(ctx context.Context, db *pgxpool.Pool, log *zap.Logger) error {
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("apply migrations: connect: %w", err)
+	}
+	defer conn.Release()
+	if err := migrations.Apply(ctx, conn.Conn()); err != nil {
+		return err
+	}
+	cur, latest, err := migrations.Version(ctx, conn.Conn())
+	if err != nil {
+		return err
+	}
+	log.Info("database schema up to date", zap.Int32("version", cur), zap.Int32("latest", latest))
+	return nil
+}
+
+// stratumConfig maps the configuration onto the server's, keeping the
+// server's defaults for what the file does not expose.
+func stratumConfig(cfg *config.Config) stratum.Config {
+	sc := stratum.Default()
+	sc.Instance, sc.InstanceID = cfg.Instance, cfg.InstanceID
+	sc.VersionMask = cfg.VersionMask
+	sc.Extranonce2Size = cfg.Extranonce2Size
+	sc.Vardiff = stratum.VardiffConfig{
+		TargetInterval: cfg.Vardiff.TargetInterval, RetargetInterval: cfg.Vardiff.RetargetInterval,
+		RetargetShares: cfg.Vardiff.RetargetShares, MaxFactor: cfg.Vardiff.MaxFactor, Tolerance: cfg.Vardiff.Tolerance,
+	}
+	sc.Listeners = nil
+	for _, l := range cfg.Listeners {
+		sc.Listeners = append(sc.Listeners, stratum.ListenerConfig{Name: l.Name, Addr: l.Addr,
+			StartDiff: l.StartDiff, MinDiff: l.MinDiff, MaxDiff: l.MaxDiff})
+	}
+	sc.Groups = nil
+	for _, g := range cfg.Groups {
+		sc.Groups = append(sc.Groups, stratum.GroupRule{Pattern: g.Pattern, Group: g.Group})
+	}
+	return sc
+}
+
+// run serves until ctx is done, then drains: the stratum server finishes
+// in-flight messages, the ledger flushes its spool, HTTP stops last so
+// /healthz and /metrics stay up during the drain. reload receives new
+// configurations (SIGHUP).
+func (a *app) run(ctx context.Context, reload <-chan *config.Config) error {
+	httpErr := make(chan error, 1)
+	if a.httpSrv != nil {
+		a.log.Info("http listening", zap.Stringer("addr", a.httpLn.Addr()))
+		go func() { httpErr <- a.httpSrv.Serve(a.httpLn) }()
+	}
+	srvCtx, stopServer := context.WithCancel(ctx)
+	defer stopServer()
+	srvErr := make(chan error, 1)
+	go func() { srvErr <- a.server.Run(srvCtx) }()
+
+	var err error
+loop:
+	for {
+		select {
+		case err = <-srvErr:
+			srvErr = nil
+			break loop
+		case e := <-httpErr:
+			err = fmt.Errorf("http server: %w", e)
+			break loop
+		case next := <-reload:
+			a.apply(next)
+		}
+	}
+	stopServer()
+	if srvErr != nil {
+		if e := <-srvErr; err == nil {
+			err = e
+		}
+	}
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if cerr := a.close(drainCtx); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// close releases everything newApp built, flushing the ledger first.
+func (a *app) close(ctx context.Context) error {
+	var errs []error
+	if a.recorder != nil {
+		if err := a.recorder.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("close share ledger: %w", err))
+		}
+		a.recorder = nil
+	}
+	if a.db != nil {
+		a.db.Close()
+		a.db = nil
+	}
+	for _, c := range a.clients {
+		c.Close()
+	}
+	a.clients = nil
+	if a.httpSrv != nil {
+		if err := a.httpSrv.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop http server: %w", err))
+		}
+		a.httpSrv = nil
+	}
+	if a.httpLn != nil {
+		// Shutdown closed it if Serve ran; otherwise nobody did.
+		_ = a.httpLn.Close()
+		a.httpLn = nil
+	}
+	return errors.Join(errs...)
+}

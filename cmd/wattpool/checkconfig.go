@@ -1,0 +1,50 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
+)
+
+// cmdCheckConfig validates the configuration and prints every wrong field,
+// one per line; it exits 1 when there is any.
+func cmdCheckConfig(args []string, stdout, stderr io.Writer, lookup env) error {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlags(fs, lookup)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Load(path(), lookup)
+	if err != nil {
+		errs := config.List(err)
+		fmt.Fprintf(stderr, "%s: %d problem(s):\n", describePath(path()), len(errs))
+		for _, e := range errs {
+			fmt.Fprintf(stderr, "  %s\n", strings.ReplaceAll(e.Error(), "\n", "\n    "))
+		}
+		return silentError{1}
+	}
+	fmt.Fprintf(stdout, "%s: OK\n", describePath(path()))
+	fmt.Fprintf(stdout, "  instance %s (id %d), network %s, payout %s\n", cfg.Instance, cfg.InstanceID, cfg.Network.Name, cfg.PayoutAddress)
+	if cfg.TemplateFile != "" {
+		fmt.Fprintf(stdout, "  templates from file %s\n", cfg.TemplateFile)
+	}
+	for _, n := range cfg.Nodes {
+		fmt.Fprintf(stdout, "  node %s\n", config.Redact(n.URL))
+	}
+	if cfg.DatabaseURL != "" {
+		fmt.Fprintf(stdout, "  database %s (migrate at start-up: %t)\n", config.Redact(cfg.DatabaseURL), cfg.Migrate)
+	} else {
+		fmt.Fprintln(stdout, "  no database: shares are only logged")
+	}
+	for _, l := range cfg.Listeners {
+		fmt.Fprintf(stdout, "  stratum %s on %s, difficulty %g [%g, %g]\n", l.Name, l.Addr, l.StartDiff, l.MinDiff, l.MaxDiff)
+	}
+	if cfg.HTTPAddr != "" {
+		fmt.Fprintf(stdout, "  http on %s\n", cfg.HTTPAddr)
+	}
+	return nil
+}

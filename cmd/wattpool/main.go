@@ -1,0 +1,158 @@
+// Command wattpool is the one binary pool operators run:
+//
+//	wattpool serve [--config f]         run the pool
+//	wattpool check-config [--config f]  validate a configuration, naming every wrong field
+//	wattpool migrate [--config f]       apply the database migrations
+//	wattpool shares verify [--config f] re-verify stored shares against their jobs
+//	wattpool demo [--duration d]        the pool on a throw-away PostgreSQL + btcd regtest with simulated miners
+//	wattpool version                    print the version
+//
+// The configuration is a TOML file (see wattpool.example.toml) overridden by
+// WATTPOOL_* environment variables.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
+	stop()
+	if err != nil {
+		var ue usageError
+		if !errors.As(err, &ue) || ue.msg != "" {
+			fmt.Fprintln(os.Stderr, "wattpool:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+// usageError is a command line the program does not understand (exit 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// silentError carries an exit status for a failure already reported on
+// stdout/stderr (check-config, shares verify).
+type silentError struct{ code int }
+
+func (e silentError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func exitCode(err error) int {
+	var ue usageError
+	var se silentError
+	switch {
+	case errors.As(err, &ue):
+		return 2
+	case errors.As(err, &se):
+		return se.code
+	default:
+		return 1
+	}
+}
+
+const usage = `usage: wattpool <command> [flags]
+
+commands:
+  serve          run the pool (SIGHUP reloads the configuration)
+  check-config   validate the configuration and name every wrong field
+  migrate        apply the database migrations
+  shares verify  re-verify stored shares against their jobs
+  demo           run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
+  version        print the version
+
+Run 'wattpool <command> -h' for a command's flags. The configuration file is
+--config or $WATTPOOL_CONFIG; WATTPOOL_* variables override it.
+`
+
+// env looks up an environment variable (os.LookupEnv, or a map in tests).
+type env func(string) (string, bool)
+
+// run executes one command line. ctx is cancelled on SIGINT/SIGTERM.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return cmdServe(ctx, rest, stderr, lookup)
+	case "check-config":
+		return cmdCheckConfig(rest, stdout, stderr, lookup)
+	case "migrate":
+		return cmdMigrate(ctx, rest, stdout, stderr, lookup)
+	case "shares":
+		if len(rest) == 0 || rest[0] != "verify" {
+			fmt.Fprint(stderr, usage)
+			return usageError{"shares: want 'shares verify'"}
+		}
+		return cmdSharesVerify(ctx, rest[1:], stdout, stderr, lookup)
+	case "demo":
+		return cmdDemo(ctx, rest, stdout, stderr, lookup)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+}
+
+// configFlags registers --config on fs and returns a function giving the
+// file to read: the flag, else $WATTPOOL_CONFIG, else none.
+func configFlags(fs *flag.FlagSet, lookup env) func() string {
+	path := fs.String("config", "", "TOML configuration `file` (default $"+config.ConfigEnv+"; none: defaults and environment only)")
+	return func() string {
+		if *path != "" {
+			return *path
+		}
+		if p, ok := lookup(config.ConfigEnv); ok {
+			return p
+		}
+		return ""
+	}
+}
+
+// parseFlags parses a command's flags; -h prints the flags and succeeds.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return silentError{0}
+		}
+		return usageError{""}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", fs.Name(), fs.Arg(0))}
+	}
+	return nil
+}
+
+// loadConfig reads and validates the configuration a command's flags name.
+func loadConfig(path string, lookup env) (*config.Config, error) {
+	cfg, err := config.Load(path, lookup)
+	if err != nil {
+		return nil, fmt.Errorf("configuration %s is not valid:\n%w", describePath(path), err)
+	}
+	return cfg, nil
+}
+
+func describePath(path string) string {
+	if path == "" {
+		return "(defaults and environment)"
+	}
+	return path
+}
