@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
 	"github.com/wattpool/wattpool/stratum"
@@ -94,8 +94,8 @@ func (a *app) status() (*status, error) {
 		Jobs:        m.byLabel("wattpool_stratum_jobs_total", "kind", nil),
 		Connections: ss.Connections, Ready: ss.Ready, Workers: ss.Workers, Hashrate: ss.Hashrate,
 		Groups: ss.Groups, Accounts: ss.Accounts, BannedIPs: ss.BannedIPs,
-		Shares: shareCounts{Accepted: ss.SharesAccepted, Rejects: map[string]uint64{}},
-		Blocks: blockCounts{Found: ss.BlocksFound, ByResult: m.byLabel("wattpool_stratum_blocks_found_total", "result", nil)},
+		Shares:   shareCounts{Accepted: ss.SharesAccepted, Rejects: map[string]uint64{}},
+		Blocks:   blockCounts{Found: ss.BlocksFound, ByResult: m.byLabel("wattpool_stratum_blocks_found_total", "result", nil)},
 		Database: a.recorder != nil,
 	}
 	for reason, n := range ss.SharesRejected {
