@@ -135,7 +135,7 @@ func (s *Server) ChangeExtranonce(connID uint64) error {
 		c.lastJob = nil
 		c.sendJobLocked(b.job, true)
 	}
-	c.log.Info("extranonce1 changed", zap.String("old", hex.EncodeToString(old[:])), zap.String("new", hex.EncodeToString(c.en1[:])))
+	c.log().Info("extranonce1 changed", zap.String("old", hex.EncodeToString(old[:])), zap.String("new", hex.EncodeToString(c.en1[:])))
 	c.mu.Unlock()
 	return nil
 }

@@ -138,7 +138,7 @@ func Default() Config {
 		MaxLineLength:      16 << 10,
 		QueueLength:        64,
 		MaxMalformed:       3,
-		JobWindow:          16,
+		JobWindow:          8,
 		RefreshInterval:    30 * time.Second,
 		HashrateWindow:     10 * time.Minute,
 		SinkTimeout:        10 * time.Second,

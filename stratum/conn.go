@@ -41,7 +41,6 @@ type conn struct {
 	nc     net.Conn
 	ip     netip.Addr
 	remote string
-	log    *zap.Logger
 
 	// Real-clock times for read deadlines; written by the reader only.
 	connectedAt time.Time
@@ -87,7 +86,6 @@ type conn struct {
 	reject    Reject
 	en2buf    [8]byte
 	en1buf    [extranonce1Size]byte
-	msg       Message
 }
 
 // connWorker is one worker authorized on a connection.
@@ -135,7 +133,6 @@ func (s *Server) newConn(nc net.Conn, l *listener) *conn {
 	c.en1 = s.allocExtranonce1Locked()
 	s.conns[c.id] = c
 	s.mu.Unlock()
-	c.log = s.log.With(zap.Uint64("conn", c.id), zap.String("remote", c.remote), zap.String("listener", lc.Name))
 	l.metrics.connections.Inc()
 	return c
 }
@@ -171,6 +168,13 @@ func (s *Server) acceptLoop(l *listener) {
 			c.teardown()
 		}
 	}
+}
+
+// log returns a logger naming the connection. It is built per call rather
+// than kept: a zap child logger costs about a kilobyte, too much to hold
+// for every idle miner when logs about one connection are rare.
+func (c *conn) log() *zap.Logger {
+	return c.s.log.With(zap.Uint64("conn", c.id), zap.String("remote", c.remote), zap.String("listener", c.l.cfg.Load().Name))
 }
 
 // setReason records why the connection ends; the first reason wins.
@@ -225,7 +229,7 @@ func (c *conn) enqueue(b []byte, pooled *[]byte) bool {
 		if pooled != nil {
 			c.s.putBuf(pooled)
 		}
-		c.log.Info("closing slow consumer", zap.Int("queued", c.s.cfg.Load().QueueLength))
+		c.log().Info("closing slow consumer", zap.Int("queued", c.s.cfg.Load().QueueLength))
 		c.close(ClosedSlowConsumer)
 		return false
 	}
@@ -283,7 +287,7 @@ func (c *conn) writeLoop() {
 		c.wmu.Unlock()
 		if err != nil {
 			if c.reason.Load() == 0 {
-				c.log.Debug("write failed", zap.Error(err))
+				c.log().Debug("write failed", zap.Error(err))
 			}
 			c.close(ClosedWriteError)
 			c.wmu.Lock()
@@ -330,6 +334,9 @@ func (c *conn) readLoop() {
 	defer c.teardown()
 	buf := make([]byte, readBufSize)
 	n := 0
+	// The message lives on this goroutine's stack, which is there anyway,
+	// rather than in every idle connection's heap object.
+	var msg Message
 	for {
 		cfg := c.s.cfg.Load()
 		deadline, why := c.deadline(cfg)
@@ -364,7 +371,7 @@ func (c *conn) readLoop() {
 				c.lineTooLong(len(line), cfg)
 				return
 			}
-			if !c.handleLine(line) {
+			if !c.handleLine(line, &msg) {
 				return
 			}
 		}
@@ -388,7 +395,7 @@ func (c *conn) readLoop() {
 }
 
 func (c *conn) lineTooLong(n int, cfg *Config) {
-	c.log.Info("closing: line too long", zap.Int("bytes", n), zap.Int("max", cfg.MaxLineLength))
+	c.log().Info("closing: line too long", zap.Int("bytes", n), zap.Int("max", cfg.MaxLineLength))
 	c.close(ClosedLineTooLong)
 }
 
@@ -404,7 +411,7 @@ func (c *conn) readFailed(err error, why CloseReason) {
 	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrClosedPipe):
 		c.close(ClosedClient)
 	default:
-		c.log.Debug("read failed", zap.Error(err))
+		c.log().Debug("read failed", zap.Error(err))
 		c.close(ClosedReadError)
 	}
 }
@@ -431,8 +438,8 @@ func (c *conn) teardown() {
 	}
 	s.metrics.closedByReason[r].Inc()
 	if r == ClosedClient || r == ClosedShutdown {
-		c.log.Debug("connection closed", zap.Stringer("reason", r))
+		c.log().Debug("connection closed", zap.Stringer("reason", r))
 	} else {
-		c.log.Info("connection closed", zap.Stringer("reason", r))
+		c.log().Info("connection closed", zap.Stringer("reason", r))
 	}
 }

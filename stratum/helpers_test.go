@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/wire/v2"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/wattpool/wattpool/stratum/node"
@@ -219,9 +220,14 @@ type env struct {
 
 func startServer(t testing.TB, cfg Config, tmpl *node.Template) *env {
 	t.Helper()
+	return startServerLog(t, cfg, tmpl, zaptest.NewLogger(t))
+}
+
+func startServerLog(t testing.TB, cfg Config, tmpl *node.Template, log *zap.Logger) *env {
+	t.Helper()
 	ev := &events{}
 	e := &env{t: t, ev: ev, src: newFakeSource(ev), sink: &recSink{ev: ev}, clock: &fakeClock{now: testNow}, done: make(chan error, 1)}
-	s, err := New(cfg, testBuilder(t), e.src, e.sink, zaptest.NewLogger(t), WithClock(e.clock.Now))
+	s, err := New(cfg, testBuilder(t), e.src, e.sink, log, WithClock(e.clock.Now))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 // hashrateBuckets is how many buckets the sliding window is cut into.
-const hashrateBuckets = 20
+const hashrateBuckets = 10
 
 // registry tracks authorized workers by account, worker and group, with a
 // hashrate estimate per worker. Sessions hold their *workerStats and update

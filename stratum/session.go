@@ -22,18 +22,17 @@ const (
 
 // handleLine handles one line; it returns false when the connection must
 // stop reading.
-func (c *conn) handleLine(line []byte) bool {
+func (c *conn) handleLine(line []byte, m *Message) bool {
 	line = bytes.TrimSpace(line)
 	if len(line) == 0 {
 		return true
 	}
-	m := &c.msg
 	if err := ParseMessage(line, m); err != nil {
 		c.malformed++
 		cfg := c.s.cfg.Load()
 		c.reply(func(b []byte) []byte { return appendError(b, nullID, codeOther, err.Error()) })
 		if c.malformed >= cfg.MaxMalformed {
-			c.log.Info("closing: too many malformed lines", zap.Int("malformed", c.malformed), zap.Error(err))
+			c.log().Info("closing: too many malformed lines", zap.Int("malformed", c.malformed), zap.Error(err))
 			c.closeAfterFlush(ClosedMalformed)
 			return false
 		}
@@ -73,7 +72,7 @@ func (c *conn) countForBan(valid bool) bool {
 	}
 	d := c.s.bans.ban(c.ip, c.s.now(), cfg.Ban)
 	c.s.metrics.bansTotal.Inc()
-	c.log.Warn("banning IP for invalid shares", zap.Stringer("ip", c.ip), zap.Duration("for", d))
+	c.log().Warn("banning IP for invalid shares", zap.Stringer("ip", c.ip), zap.Duration("for", d))
 	c.s.mu.Lock()
 	var same []*conn
 	for _, o := range c.s.conns {
@@ -119,7 +118,7 @@ func (c *conn) subscribe(m *Message) {
 		return append(b, "],\"error\":null}\n"...)
 	})
 	if first {
-		c.log.Debug("subscribed", zap.String("agent", c.userAgent), zap.String("extranonce1", hex.EncodeToString(en1[:])))
+		c.log().Debug("subscribed", zap.String("agent", c.userAgent), zap.String("extranonce1", hex.EncodeToString(en1[:])))
 	}
 	c.start()
 }
@@ -150,7 +149,7 @@ func (c *conn) authorize(m *Message) {
 	}
 	diff, derr := passwordOptions(password)
 	if derr != nil {
-		c.log.Info("ignoring password option", zap.Error(derr))
+		c.log().Info("ignoring password option", zap.Error(derr))
 	}
 	c.mu.Lock()
 	for _, w := range c.workers {
@@ -175,7 +174,7 @@ func (c *conn) authorize(m *Message) {
 		c.vd.SetFloor(diff, c.s.now())
 	}
 	c.mu.Unlock()
-	c.log.Debug("authorized", zap.String("account", account), zap.String("worker", worker), zap.String("group", group))
+	c.log().Debug("authorized", zap.String("account", account), zap.String("worker", worker), zap.String("group", group))
 	c.reply(func(b []byte) []byte { return appendResult(b, m.ID, []byte("true")) })
 	c.start()
 }

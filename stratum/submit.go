@@ -44,7 +44,7 @@ func (c *conn) submit(m *Message) {
 	cancel()
 	if err != nil {
 		c.s.metrics.sinkErrors.WithLabelValues("record_share").Inc()
-		c.log.Error("record share; rejecting it as not recorded", zap.Error(err))
+		c.log().Error("record share; rejecting it as not recorded", zap.Error(err))
 		v.reason, v.msg = RejectNotRecorded, "Share not recorded, please retry later"
 		c.rejectShare(m, &v, now)
 		return
@@ -215,7 +215,7 @@ func (c *conn) foundBlock(sh *Share) {
 	block, err := job.Block(sh.Extranonce1, sh.Extranonce2, sh.NTime, sh.Nonce, sh.Version)
 	if err != nil {
 		c.s.metrics.blocks.WithLabelValues("assembly_failed").Inc()
-		c.log.Error("BLOCK FOUND BUT COULD NOT BE ASSEMBLED", zap.Int64("height", job.Height),
+		c.log().Error("BLOCK FOUND BUT COULD NOT BE ASSEMBLED", zap.Int64("height", job.Height),
 			zap.Stringer("hash", &sh.Hash), zap.String("job", job.ID), zap.Error(err))
 		fb.SubmitResult = "rejected: assembly failed: " + err.Error()
 	} else {
@@ -238,7 +238,7 @@ func (c *conn) foundBlock(sh *Share) {
 			label = "inconclusive"
 		}
 		c.s.metrics.blocks.WithLabelValues(label).Inc()
-		c.log.Warn("BLOCK FOUND", zap.Int64("height", job.Height), zap.Stringer("hash", &sh.Hash),
+		c.log().Warn("BLOCK FOUND", zap.Int64("height", job.Height), zap.Stringer("hash", &sh.Hash),
 			zap.String("account", sh.Account), zap.String("worker", sh.Worker), zap.String("job", job.ID),
 			zap.Int64("coinbase_sats", fb.CoinbaseValue), zap.String("result", fb.SubmitResult), zap.Error(err))
 	}
@@ -246,7 +246,7 @@ func (c *conn) foundBlock(sh *Share) {
 	ctx, cancel := context.WithTimeout(c.s.opCtx, cfg.SinkTimeout)
 	if err := c.s.sink.RecordBlock(ctx, &fb); err != nil {
 		c.s.metrics.sinkErrors.WithLabelValues("record_block").Inc()
-		c.log.Error("record found block", zap.Int64("height", job.Height), zap.Stringer("hash", &sh.Hash), zap.Error(err))
+		c.log().Error("record found block", zap.Int64("height", job.Height), zap.Stringer("hash", &sh.Hash), zap.Error(err))
 	}
 	cancel()
 }

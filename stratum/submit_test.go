@@ -142,7 +142,8 @@ func FuzzSubmit(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) {
 		_, before, _, _ := sink.counts()
 		c.malformed = 0
-		c.handleLine(line)
+		var m Message
+		c.handleLine(line, &m)
 		sink.mu.Lock()
 		defer sink.mu.Unlock()
 		if len(sink.shares) == before {
