@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -36,6 +37,7 @@ type app struct {
 	builder  *work.Builder
 	db       *pgxpool.Pool
 	recorder *shares.Recorder // nil without a database
+	tracker  *shares.Tracker  // nil without a database or without nodes
 	sink     stratum.Sink
 	server   *stratum.Server
 
@@ -54,7 +56,12 @@ func newApp(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.
 			a = nil
 		}
 	}()
-	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "wattpool_build_info",
+			Help:        "Always 1; the labels name the running build and instance.",
+			ConstLabels: prometheus.Labels{"version": versionString(), "instance": cfg.Instance, "network": cfg.Network.Name},
+		}, func() float64 { return 1 }))
 	if err := a.buildSource(); err != nil {
 		return nil, err
 	}
@@ -138,6 +145,12 @@ func (a *app) buildSink(ctx context.Context) error {
 		return err
 	}
 	a.sink = a.recorder
+	if len(a.clients) > 0 {
+		a.tracker, err = shares.NewTracker(a.db, failoverChain(a.clients), a.recorder, a.log.Named("blocks"))
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -157,6 +170,34 @@ func applyMigrations(ctx context.Context, db *pgxpool.Pool, log *zap.Logger) err
 	}
 	log.Info("database schema up to date", zap.Int32("version", cur), zap.Int32("latest", latest))
 	return nil
+}
+
+// failoverChain asks the nodes in order until one answers, so the block
+// tracker follows blocks through the same failover as templates.
+type failoverChain []*node.Client
+
+func (c failoverChain) BlockHash(ctx context.Context, height int64) (chainhash.Hash, error) {
+	var errs []error
+	for _, cl := range c {
+		h, err := cl.GetBlockHash(ctx, height)
+		if err == nil {
+			return h, nil
+		}
+		errs = append(errs, err)
+	}
+	return chainhash.Hash{}, errors.Join(errs...)
+}
+
+func (c failoverChain) Confirmations(ctx context.Context, hash chainhash.Hash) (int64, error) {
+	var errs []error
+	for _, cl := range c {
+		info, err := cl.GetBlockHeader(ctx, hash)
+		if err == nil {
+			return info.Confirmations, nil
+		}
+		errs = append(errs, err)
+	}
+	return 0, errors.Join(errs...)
 }
 
 // stratumConfig maps the configuration onto the server's, keeping the
@@ -196,6 +237,15 @@ func (a *app) run(ctx context.Context, reload <-chan *config.Config) error {
 	defer stopServer()
 	srvErr := make(chan error, 1)
 	go func() { srvErr <- a.server.Run(srvCtx) }()
+	trackerDone := make(chan struct{})
+	if a.tracker != nil {
+		go func() {
+			defer close(trackerDone)
+			_ = a.tracker.Run(srvCtx, a.cfg.BlockCheckInterval)
+		}()
+	} else {
+		close(trackerDone)
+	}
 
 	var err error
 loop:
@@ -217,6 +267,7 @@ loop:
 			err = e
 		}
 	}
+	<-trackerDone
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if cerr := a.close(drainCtx); err == nil {

@@ -285,8 +285,11 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 }
 
 // demoConfig groups the demo's miners so /api/v1/status shows hashrate
-// per group: even-numbered rigs in rack-a, odd ones in rack-b.
+// per group (even-numbered rigs in rack-a, odd ones in rack-b) and follows
+// found blocks every 2 s, so side-chain blocks are marked orphaned quickly.
 const demoConfig = `
+[database]
+block_check_interval = "2s"
 [[stratum.group]]
 pattern = "demo.rig*[02468]"
 group = "rack-a"

@@ -347,6 +347,15 @@ func TestDemo(t *testing.T) {
 	if shares == 0 || uint64(shares) != res.Report.Accepted || blocks == 0 || best <= 440 {
 		t.Fatalf("database holds %d shares (miners saw %d accepted), %d blocks up to height %d", shares, res.Report.Accepted, blocks, best)
 	}
+	// The block tracker ran: blocks the node took into its main chain are
+	// confirmed.
+	var confirmed int64
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM blocks WHERE status = 'confirmed'").Scan(&confirmed); err != nil {
+		t.Fatal(err)
+	}
+	if confirmed == 0 {
+		t.Errorf("no stored block is confirmed: the block tracker did not run")
+	}
 	o, e, err := runCmd(t, ctx, mapEnv(map[string]string{"WATTPOOL_DATABASE_URL": dbURL}), "shares", "verify")
 	if err != nil || !strings.Contains(o, fmt.Sprintf("OK: %d shares checked, 0 mismatches", shares)) {
 		t.Fatalf("shares verify: %v\n%s%s", err, o, e)

@@ -61,6 +61,9 @@ type Config struct {
 	// shares in the log only. Migrate applies migrations at start-up.
 	DatabaseURL string
 	Migrate     bool
+	// BlockCheckInterval is how often found blocks are followed on the
+	// node (confirmations, orphans) until they are final.
+	BlockCheckInterval time.Duration
 
 	// Extranonce2Size is the byte length of the miner's extranonce.
 	Extranonce2Size int
@@ -127,6 +130,7 @@ func Defaults() File {
 		Log:      LogFile{Level: "info", Format: "json"},
 		Bitcoin:  BitcoinFile{Network: "mainnet", PoolTag: "/wattpool/"},
 		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "10s", LongPoll: true},
+		Database: DatabaseFile{BlockCheckInterval: "30s"},
 		Stratum: StratumFile{
 			Extranonce2Size: 4,
 			VersionMask:     "1fffe000",

@@ -52,8 +52,9 @@ type NodeFile struct {
 
 // DatabaseFile is the [database] table.
 type DatabaseFile struct {
-	URL     string `toml:"url"`
-	Migrate bool   `toml:"migrate"`
+	URL                string `toml:"url"`
+	Migrate            bool   `toml:"migrate"`
+	BlockCheckInterval string `toml:"block_check_interval"`
 }
 
 // StratumFile is the [stratum] table.

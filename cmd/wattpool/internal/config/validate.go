@@ -117,6 +117,7 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 
 	// [database]
 	c.DatabaseURL, c.Migrate = f.Database.URL, f.Database.Migrate
+	c.BlockCheckInterval = v.duration("database.block_check_interval", f.Database.BlockCheckInterval, time.Second)
 	if c.DatabaseURL != "" {
 		if err := checkDatabaseURL(c.DatabaseURL); err != nil {
 			v.errorf("database.url", "%v", err)
