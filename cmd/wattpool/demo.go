@@ -102,8 +102,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, _ env
 	if err != nil {
 		return err
 	}
-	if res.Report.BlocksAccepted == 0 {
-		return errors.New("demo: no block was found; see the log")
+	if res.Report.BlocksAccepted == 0 && ctx.Err() == nil {
+		return fmt.Errorf("demo: no block was found in %v; see %s", o.Duration, filepath.Join(o.Dir, "wattpool.log"))
 	}
 	return nil
 }
