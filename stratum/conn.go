@@ -41,6 +41,7 @@ type conn struct {
 	nc     net.Conn
 	ip     netip.Addr
 	remote string
+	raw    syscall.RawConn // nil when inline writes are impossible
 
 	// Real-clock times for read deadlines; written by the reader only.
 	connectedAt time.Time
@@ -121,7 +122,7 @@ func (s *Server) newConn(nc net.Conn, l *listener) *conn {
 	now := s.now()
 	lc := l.cfg.Load()
 	cfg := s.cfg.Load()
-	c := &conn{s: s, l: l, nc: nc, remote: nc.RemoteAddr().String(), connectedAt: time.Now()}
+	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now()}
 	c.lastRead = c.connectedAt
 	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
 		c.ip = ap.Addr().Unmap()
@@ -212,23 +213,67 @@ func (c *conn) closeAfterFlush(r CloseReason) {
 	}
 }
 
-// enqueue queues b for the writer. pooled, when not nil, is returned to the
-// pool after writing. A connection whose queue is full is closed as a slow
+// enqueue sends b to the miner without ever blocking the caller. When
+// nothing is queued it writes inline with one non-blocking write(2), which
+// is how a broadcast reaches thousands of connections without starting a
+// goroutine for each; what the socket does not take right away is queued
+// for a writer goroutine. pooled, when not nil, is returned to the pool
+// once b is written. A connection whose queue is full is closed as a slow
 // consumer: broadcasts never wait for one miner.
 func (c *conn) enqueue(b []byte, pooled *[]byte) bool {
 	c.wmu.Lock()
 	if c.dead || c.closeAfter {
 		c.wmu.Unlock()
-		if pooled != nil {
-			c.s.putBuf(pooled)
-		}
+		c.release(pooled)
 		return false
 	}
+	if c.writing || len(c.queue) > 0 || c.raw == nil {
+		return c.queueLocked(b, pooled)
+	}
+	c.writing = true // this goroutine owns the write side for a moment
+	c.wmu.Unlock()
+	n, err := tryWrite(c.raw, b)
+	if err != nil {
+		c.release(pooled)
+		c.close(ClosedWriteError)
+		c.wmu.Lock()
+		c.writing = false
+		c.wmu.Unlock()
+		return false
+	}
+	c.wmu.Lock()
+	if n == len(b) {
+		c.release(pooled)
+		if len(c.queue) == 0 {
+			// Everything is out and nothing arrived meanwhile.
+			c.writing = false
+			closeNow := c.closeAfter && !c.dead
+			c.wmu.Unlock()
+			if closeNow {
+				c.close(ClosedShutdown) // the reason was set by closeAfterFlush
+			}
+			return true
+		}
+	} else {
+		// The rest goes first, ahead of what others queued meanwhile.
+		c.queue = append(c.queue, outMsg{})
+		copy(c.queue[1:], c.queue)
+		c.queue[0] = outMsg{b: b[n:], pooled: pooled}
+	}
+	c.wmu.Unlock()
+	if !c.s.goroutine(c.writeLoop) {
+		c.close(ClosedShutdown)
+		return false
+	}
+	return true
+}
+
+// queueLocked appends to the queue and starts the writer if none runs.
+// Caller holds wmu; it is released here.
+func (c *conn) queueLocked(b []byte, pooled *[]byte) bool {
 	if len(c.queue) >= c.s.cfg.Load().QueueLength {
 		c.wmu.Unlock()
-		if pooled != nil {
-			c.s.putBuf(pooled)
-		}
+		c.release(pooled)
 		c.log().Info("closing slow consumer", zap.Int("queued", c.s.cfg.Load().QueueLength))
 		c.close(ClosedSlowConsumer)
 		return false
@@ -244,13 +289,23 @@ func (c *conn) enqueue(b []byte, pooled *[]byte) bool {
 	return true
 }
 
-// writeLoop writes everything queued with one writev per batch and exits
-// when the queue is empty, so idle connections hold no writer goroutine.
+func (c *conn) release(pooled *[]byte) {
+	if pooled != nil {
+		c.s.putBuf(pooled)
+	}
+}
+
+// writeLoop writes everything queued, several messages with one writev,
+// and exits when the queue is empty, so idle connections hold no writer
+// goroutine.
 func (c *conn) writeLoop() {
-	var bufs net.Buffers
+	var bufs, w net.Buffers
 	for {
 		c.wmu.Lock()
 		if c.dead || len(c.queue) == 0 {
+			// Clear the deadline so inline writes work again (they treat
+			// an expired deadline as "socket busy").
+			c.nc.SetWriteDeadline(time.Time{})
 			c.writing = false
 			closeNow := c.closeAfter && !c.dead
 			if cap(c.spare) > 16 {
@@ -258,7 +313,7 @@ func (c *conn) writeLoop() {
 			}
 			c.wmu.Unlock()
 			if closeNow {
-				c.close(ClosedShutdown) // reason already set by closeAfterFlush
+				c.close(ClosedShutdown) // the reason was set by closeAfterFlush
 			}
 			return
 		}
@@ -266,21 +321,22 @@ func (c *conn) writeLoop() {
 		c.queue, c.spare = c.spare[:0], nil
 		c.wmu.Unlock()
 
-		bufs = bufs[:0]
-		for _, m := range batch {
-			bufs = append(bufs, m.b)
-		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Load().WriteTimeout))
-		w := bufs // WriteTo consumes its receiver
-		_, err := w.WriteTo(c.nc)
-		for i, m := range batch {
-			if m.pooled != nil {
-				c.s.putBuf(m.pooled)
+		var err error
+		if len(batch) == 1 {
+			_, err = c.nc.Write(batch[0].b)
+		} else {
+			bufs = bufs[:0]
+			for _, m := range batch {
+				bufs = append(bufs, m.b)
 			}
-			batch[i] = outMsg{}
+			w = bufs // WriteTo consumes its receiver
+			_, err = w.WriteTo(c.nc)
+			clear(bufs)
 		}
-		for i := range bufs {
-			bufs[i] = nil
+		for i, m := range batch {
+			c.release(m.pooled)
+			batch[i] = outMsg{}
 		}
 		c.wmu.Lock()
 		c.spare = batch[:0]

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -402,13 +403,37 @@ func (s *Server) publishLocked(clean bool) {
 		zap.Int("connections", n), zap.Duration("took", elapsed))
 }
 
-// broadcast queues the job to every ready connection without waiting for
-// any of them.
+// broadcastSplitMin is the number of connections per core from which a
+// broadcast is split over cores (a variable so tests can force a split).
+var broadcastSplitMin = 256
+
+// broadcast sends the job to every ready connection without waiting for
+// any of them. Large broadcasts are split over the available cores: the
+// cost is one write(2) per connection.
 func (s *Server) broadcast(e *jobEntry, clean bool) int {
 	conns := s.connList()
-	for _, c := range conns {
-		c.sendJob(e, clean)
+	parts := runtime.GOMAXPROCS(0)
+	if len(conns) < broadcastSplitMin*parts || parts == 1 {
+		for _, c := range conns {
+			c.sendJob(e, clean)
+		}
+		return len(conns)
 	}
+	var wg sync.WaitGroup
+	size := (len(conns) + parts - 1) / parts
+	for start := 0; start < len(conns); start += size {
+		part := conns[start:min(start+size, len(conns))]
+		wg.Add(1)
+		if !s.goroutine(func() {
+			defer wg.Done()
+			for _, c := range part {
+				c.sendJob(e, clean)
+			}
+		}) {
+			wg.Done()
+		}
+	}
+	wg.Wait()
 	return len(conns)
 }
 
