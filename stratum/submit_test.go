@@ -30,7 +30,7 @@ func offlineConn(t testing.TB, tmpl *node.Template, diff float64) (*Server, *con
 	}
 	e := &jobEntry{job: job, gen: 1, clean: appendNotify(nil, job.Notify(true)), refresh: appendNotify(nil, job.Notify(false))}
 	s.block.Store(&blockState{gen: 1, prevHash: tmpl.PrevHash, height: tmpl.Height, job: e})
-	server, peer := net.Pipe()
+	server, peer := tcpPair(t)
 	done := make(chan struct{})
 	go func() { io.Copy(io.Discard, peer); close(done) }()
 	c := s.newConn(server, s.listeners[0])
@@ -48,6 +48,25 @@ func offlineConn(t testing.TB, tmpl *node.Template, diff float64) (*Server, *con
 	c.sendJobLocked(e, true)
 	c.mu.Unlock()
 	return s, c, job
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return server, peer
 }
 
 func submitLine(job *work.Job, en2 string, nonce uint32) []byte {
@@ -125,6 +144,43 @@ func BenchmarkShareValidation(b *testing.B) {
 			h.HeaderHash(job, en1, en2, job.NTime, 1, job.Version)
 		}
 	})
+}
+
+// BenchmarkSubmitLine is the whole per-share path of one connection:
+// parse, validate, hash, duplicate check, sink call (a no-op sink with a
+// context timeout), statistics, vardiff and the reply written to a real
+// socket.
+func BenchmarkSubmitLine(b *testing.B) {
+	tmpl := makeTemplate(100, mainnetBits, 3000, 1)
+	s, c, job := offlineConn(b, tmpl, tinyDiff)
+	s.sink = NewLogSink(zap.NewNop())
+	cfg := *s.cfg.Load()
+	cfg.Vardiff.RetargetShares = 0
+	cfg.Vardiff.RetargetInterval = 1 << 62
+	s.cfg.Store(&cfg)
+	c.vd.SetConfig(cfg.Vardiff.params(tinyDiff, tinyDiff))
+	lines := make([][]byte, maxSharesPerJob)
+	for i := range lines {
+		lines[i] = submitLine(job, "00000001", uint32(i))
+	}
+	var m Message
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if i == len(lines) {
+			i = 0
+			c.mu.Lock()
+			clear(c.jobs[c.jobHead].dup)
+			c.mu.Unlock()
+		}
+		if !c.handleLine(lines[i], &m) {
+			b.Fatal("connection closed")
+		}
+		i++
+	}
+	if n := s.accepted.Load(); n < uint64(b.N) {
+		b.Fatalf("%d of %d shares accepted", n, b.N)
+	}
 }
 
 // FuzzSubmit feeds arbitrary lines through the full message handler of a
