@@ -18,9 +18,10 @@ import (
 	"github.com/wattpool/wattpool/stratum/work"
 )
 
-// readBufSize is the read buffer a connection starts with and returns to
-// after a long line: a submit is ~150 bytes, so idle miners cost little.
-const readBufSize = 512
+// readBufSize is the size of the pooled read buffers (shared by all
+// connections, taken only while data is being read) and the largest
+// partial-line buffer a connection keeps between reads.
+const readBufSize = 4096
 
 // maxWorkersPerConn bounds the workers one connection may authorize.
 const maxWorkersPerConn = 16
@@ -72,21 +73,26 @@ type conn struct {
 	rolling       bool
 	workers       []*connWorker
 	vd            *vardiff.State
-	sentDiff      float64 // last difficulty sent with set_difficulty (0: none yet)
-	sentTarget    work.Target
-	jobs          []sentJob // ring of recently sent jobs
+	sentDiff      float64      // last difficulty sent with set_difficulty (0: none yet)
+	sentTarget    *work.Target // shared by the slots sent at this difficulty
+	jobs          []sentJob    // ring of recently sent jobs
 	jobHead       int
 	lastJob       *jobEntry
 	userAgent     string
 
-	// Reader-owned scratch, reused for every share (the Sink must not keep
-	// the pointers).
+	// Reader-owned state.
 	malformed int
 	score     banScore
-	share     Share
-	reject    Reject
-	en2buf    [8]byte
-	en1buf    [extranonce1Size]byte
+}
+
+// scratch is the per-share working memory handed to the Sink. It is pooled
+// per server rather than kept per connection (the Sink must not keep the
+// pointers), so idle connections do not carry it.
+type scratch struct {
+	share  Share
+	reject Reject
+	en1    [extranonce1Size]byte
+	en2    [8]byte
 }
 
 // connWorker is one worker authorized on a connection.
@@ -100,7 +106,7 @@ type connWorker struct {
 type sentJob struct {
 	entry  *jobEntry
 	diff   float64
-	target work.Target
+	target *work.Target
 	en1    [extranonce1Size]byte
 	dup    map[dupKey]struct{}
 }
@@ -385,14 +391,19 @@ func (c *conn) deadline(cfg *Config) (time.Time, CloseReason) {
 }
 
 // readLoop reads lines and handles them one by one until the connection
-// ends; it owns the session's reader-side state.
+// ends; it owns the session's reader-side state. While the miner is idle
+// it holds no read buffer (see rawReader); a partial line waiting for its
+// end is the only data kept between reads.
 func (c *conn) readLoop() {
 	defer c.teardown()
-	buf := make([]byte, readBufSize)
-	n := 0
+	var rr *rawReader
+	if c.raw != nil {
+		rr = newRawReader(c.raw, &c.s.readBufs)
+	}
 	// The message lives on this goroutine's stack, which is there anyway,
 	// rather than in every idle connection's heap object.
 	var msg Message
+	var pending []byte
 	for {
 		cfg := c.s.cfg.Load()
 		deadline, why := c.deadline(cfg)
@@ -401,47 +412,62 @@ func (c *conn) readLoop() {
 			c.closeAfterFlush(ClosedShutdown)
 			return
 		}
-		if n == len(buf) {
-			if n > cfg.MaxLineLength {
-				c.lineTooLong(n, cfg)
-				return
-			}
-			nb := make([]byte, min(2*len(buf), cfg.MaxLineLength+1))
-			copy(nb, buf[:n])
-			buf = nb
+		var chunk *[]byte
+		var n int
+		var err error
+		if rr != nil {
+			chunk, n, err = rr.Read()
+		} else {
+			chunk = c.s.readBufs.Get().(*[]byte)
+			n, err = c.nc.Read((*chunk)[:cap(*chunk)])
 		}
-		k, err := c.nc.Read(buf[n:])
-		if k > 0 {
+		if n > 0 {
 			c.lastRead = time.Now()
 		}
-		n += k
+		var data []byte
+		if chunk != nil {
+			data = (*chunk)[:n]
+		}
+		if len(pending) > 0 {
+			pending = append(pending, data...)
+			data = pending
+		}
+		ok := true
 		start := 0
-		for start < n {
-			i := bytes.IndexByte(buf[start:n], '\n')
+		for ok && start < len(data) {
+			i := bytes.IndexByte(data[start:], '\n')
 			if i < 0 {
 				break
 			}
-			line := buf[start : start+i]
+			line := data[start : start+i]
 			start += i + 1
 			if len(line) > cfg.MaxLineLength {
 				c.lineTooLong(len(line), cfg)
-				return
+				ok = false
+				break
 			}
-			if !c.handleLine(line, &msg) {
-				return
-			}
+			ok = c.handleLine(line, &msg)
 		}
-		if start > 0 {
-			n = copy(buf, buf[start:n])
+		rest := data[start:]
+		if ok && len(rest) > cfg.MaxLineLength {
+			c.lineTooLong(len(rest), cfg)
+			ok = false
 		}
-		if n > cfg.MaxLineLength {
-			c.lineTooLong(n, cfg)
+		switch {
+		case len(rest) == 0 && cap(pending) > readBufSize:
+			pending = nil // let a long line's buffer go
+		case len(rest) == 0:
+			pending = pending[:0]
+		case len(pending) > 0: // rest aliases pending
+			pending = pending[:copy(pending, rest)]
+		default:
+			pending = append(pending[:0], rest...)
+		}
+		if chunk != nil {
+			c.s.readBufs.Put(chunk)
+		}
+		if !ok {
 			return
-		}
-		if len(buf) > readBufSize && n <= readBufSize/2 {
-			nb := make([]byte, readBufSize)
-			n = copy(nb, buf[:n])
-			buf = nb
 		}
 		if err != nil {
 			c.readFailed(err, why)

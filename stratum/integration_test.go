@@ -3,6 +3,7 @@ package stratum
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"testing"
 	"time"
 
@@ -15,7 +16,12 @@ import (
 	"github.com/wattpool/wattpool/stratum/work"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(clientHelperEnv); spec != "" {
+		os.Exit(runIdleClients(spec))
+	}
+	testenv.Main(m)
+}
 
 // TestBtcdBlockAccepted runs the server on a real btcd regtest node: a
 // miner's share that meets the network target is assembled, submitted,

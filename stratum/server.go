@@ -71,8 +71,10 @@ type Server struct {
 	tmpl    *node.Template
 	pending bool // a job could not be published; retry
 
-	hashers sync.Pool
-	bufs    sync.Pool
+	hashers  sync.Pool
+	bufs     sync.Pool
+	scratch  sync.Pool
+	readBufs sync.Pool
 
 	gmu      sync.Mutex
 	gcond    *sync.Cond
@@ -136,6 +138,8 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 	}
 	s.gcond = sync.NewCond(&s.gmu)
 	s.hashers.New = func() any { return new(work.Hasher) }
+	s.scratch.New = func() any { return new(scratch) }
+	s.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
 	s.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	c := cfg
 	c.Listeners = append([]ListenerConfig(nil), cfg.Listeners...)

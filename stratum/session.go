@@ -313,7 +313,8 @@ func (c *conn) sendJobLocked(e *jobEntry, clean bool) {
 			return
 		}
 		c.sentDiff = d
-		c.sentTarget = work.TargetFromDiff(d)
+		t := work.TargetFromDiff(d)
+		c.sentTarget = &t
 	}
 	line := e.refresh
 	if clean || c.lastJob == nil || c.lastJob.gen != e.gen {

@@ -28,13 +28,15 @@ type verdict struct {
 func (c *conn) submit(m *Message) {
 	start := time.Now()
 	now := c.s.now()
-	v := c.checkShare(m, now)
+	sc := c.s.scratch.Get().(*scratch)
+	defer c.s.scratch.Put(sc)
+	v := c.checkShare(m, now, sc)
 	c.s.metrics.validation.Observe(time.Since(start).Seconds())
 	if v.reason != RejectNone {
-		c.rejectShare(m, &v, now)
+		c.rejectShare(m, &v, now, sc)
 		return
 	}
-	sh := &c.share
+	sh := &sc.share
 	if sh.IsBlock {
 		c.foundBlock(sh)
 	}
@@ -46,7 +48,7 @@ func (c *conn) submit(m *Message) {
 		c.s.metrics.sinkErrors.WithLabelValues("record_share").Inc()
 		c.log().Error("record share; rejecting it as not recorded", zap.Error(err))
 		v.reason, v.msg = RejectNotRecorded, "Share not recorded, please retry later"
-		c.rejectShare(m, &v, now)
+		c.rejectShare(m, &v, now, sc)
 		return
 	}
 	c.s.accepted.Add(1)
@@ -61,10 +63,10 @@ func (c *conn) submit(m *Message) {
 }
 
 // rejectShare counts, records and answers a rejected share.
-func (c *conn) rejectShare(m *Message, v *verdict, now time.Time) {
+func (c *conn) rejectShare(m *Message, v *verdict, now time.Time, sc *scratch) {
 	c.s.rejected[v.reason].Add(1)
 	c.l.metrics.rejected[v.reason].Inc()
-	r := &c.reject
+	r := &sc.reject
 	*r = Reject{Time: now, Reason: v.reason, Difficulty: v.diff}
 	if v.worker != nil {
 		st := v.worker.stats
@@ -81,8 +83,8 @@ func (c *conn) rejectShare(m *Message, v *verdict, now time.Time) {
 }
 
 // checkShare applies every rule to a submit and, when the share is good,
-// fills c.share. It does not allocate.
-func (c *conn) checkShare(m *Message, now time.Time) (v verdict) {
+// fills sc.share. It does not allocate.
+func (c *conn) checkShare(m *Message, now time.Time, sc *scratch) (v verdict) {
 	if m.NParams != 5 && m.NParams != 6 {
 		return verdict{reason: RejectMalformed, msg: "mining.submit takes 5 or 6 params"}
 	}
@@ -117,7 +119,7 @@ func (c *conn) checkShare(m *Message, now time.Time) (v verdict) {
 	job := entry.job
 	v.job, v.diff = job, diff
 
-	en2 := c.en2buf[:job.Extranonce2Size]
+	en2 := sc.en2[:job.Extranonce2Size]
 	if decodeHex(en2, p[2]) != nil {
 		v.reason, v.msg = RejectMalformed, "extranonce2 must be hex of the subscribed size"
 		return v
@@ -192,11 +194,11 @@ func (c *conn) checkShare(m *Message, now time.Time) (v verdict) {
 	c.mu.Unlock()
 
 	st := v.worker.stats
-	c.en1buf = en1
-	c.share = Share{
+	sc.en1 = en1
+	sc.share = Share{
 		Time: now, Instance: c.s.cfg.Load().Instance,
 		Account: st.account, Worker: st.worker, Group: st.groupOf(),
-		Job: job, Extranonce1: c.en1buf[:], Extranonce2: en2,
+		Job: job, Extranonce1: sc.en1[:], Extranonce2: en2,
 		NTime: ntime, Nonce: nonce, VersionBits: vbits, Version: version,
 		Difficulty: diff, Achieved: work.DiffFromHash(&hash), Hash: hash, IsBlock: isBlock,
 	}

@@ -80,11 +80,12 @@ func TestCheckShareNoAlloc(t *testing.T) {
 	_, c, job := offlineConn(t, tmpl, hugeDiff)
 	line := submitLine(job, "00000001", 1)
 	var m Message
+	var sc scratch
 	allocs := testing.AllocsPerRun(200, func() {
 		if err := ParseMessage(line, &m); err != nil {
 			t.Fatal(err)
 		}
-		if v := c.checkShare(&m, testNow); v.reason != RejectLowDifficulty {
+		if v := c.checkShare(&m, testNow, &sc); v.reason != RejectLowDifficulty {
 			t.Fatalf("verdict %v", v.reason)
 		}
 	})
@@ -101,10 +102,11 @@ func BenchmarkShareValidation(b *testing.B) {
 		_, c, job := offlineConn(b, tmpl, hugeDiff)
 		line := submitLine(job, "00000001", 1)
 		var m Message
+		var sc scratch
 		b.ReportAllocs()
 		for b.Loop() {
 			ParseMessage(line, &m)
-			if v := c.checkShare(&m, testNow); v.reason != RejectLowDifficulty {
+			if v := c.checkShare(&m, testNow, &sc); v.reason != RejectLowDifficulty {
 				b.Fatal(v.reason)
 			}
 		}
@@ -116,6 +118,7 @@ func BenchmarkShareValidation(b *testing.B) {
 			lines[i] = submitLine(job, "00000001", uint32(i))
 		}
 		var m Message
+		var sc scratch
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
@@ -127,7 +130,7 @@ func BenchmarkShareValidation(b *testing.B) {
 			}
 			ParseMessage(lines[i], &m)
 			i++
-			if v := c.checkShare(&m, testNow); v.reason != RejectNone {
+			if v := c.checkShare(&m, testNow, &sc); v.reason != RejectNone {
 				b.Fatal(v.reason, v.msg)
 			}
 		}

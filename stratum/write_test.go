@@ -79,3 +79,31 @@ func TestBroadcastSplit(t *testing.T) {
 		}
 	}
 }
+
+// TestPipelinedLines: many requests in one write, and a line split at
+// every possible byte across two writes, are all answered in order.
+func TestPipelinedLines(t *testing.T) {
+	e := startServer(t, testConfig(), makeTemplate(100, mainnetBits, 3, 1))
+	c := e.dial()
+	c.handshake("acct.rig1")
+	job := e.sink.lastJob()
+	var all strings.Builder
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&all, `{"id":%d,"method":"mining.submit","params":["acct.rig1",%q,"00000001","%s","%08x"]}`+"\n", 100+i, job.ID, hex32(job.NTime), i)
+	}
+	c.nc.Write([]byte(all.String()))
+	for i := 0; i < 50; i++ {
+		if r := c.replyTo(fmt.Sprint(100 + i)); string(r.Result) != "true" {
+			t.Fatalf("share %d: %s", i, r.raw)
+		}
+	}
+	line := `{"id":"split","method":"mining.extranonce.subscribe","params":[]}` + "\n"
+	for cut := 1; cut < len(line); cut++ {
+		c.nc.Write([]byte(line[:cut]))
+		time.Sleep(time.Millisecond) // let the first part arrive alone (not a timing assertion)
+		c.nc.Write([]byte(line[cut:]))
+		if r := c.replyTo(`"split"`); string(r.Result) != "true" {
+			t.Fatalf("cut at %d: %s", cut, r.raw)
+		}
+	}
+}

@@ -4,6 +4,7 @@ package stratum
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -68,4 +69,68 @@ func tryWrite(rc syscall.RawConn, b []byte) (int, error) {
 		return n, nil
 	}
 	return n, werr
+}
+
+// rawReader reads from a socket through syscall.RawConn so that no buffer
+// is held while the connection is idle: the runtime's poller waits for
+// readability first, and only then is a pooled buffer taken for the read.
+// Thousands of idle miners therefore cost no read buffers at all.
+type rawReader struct {
+	rc   syscall.RawConn
+	pool *sync.Pool
+	buf  *[]byte
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+func newRawReader(rc syscall.RawConn, pool *sync.Pool) *rawReader {
+	r := &rawReader{rc: rc, pool: pool}
+	r.fn = r.read
+	return r
+}
+
+func (r *rawReader) read(fd uintptr) bool {
+	if r.buf == nil {
+		r.buf = r.pool.Get().(*[]byte)
+	}
+	var n int
+	var err error
+	for {
+		n, err = syscall.Read(int(fd), (*r.buf)[:cap(*r.buf)])
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err == syscall.EAGAIN {
+		r.pool.Put(r.buf)
+		r.buf = nil
+		return false // nothing yet: wait for readability without a buffer
+	}
+	r.n, r.err = n, err
+	return true
+}
+
+// Read waits for data and returns it in a pooled buffer the caller must
+// put back. At end of stream it returns io.EOF.
+func (r *rawReader) Read() (*[]byte, int, error) {
+	r.n, r.err = 0, nil
+	err := r.rc.Read(r.fn)
+	buf := r.buf
+	r.buf = nil
+	if err == nil {
+		err = r.err
+	}
+	n := r.n
+	if n < 0 {
+		n = 0
+	}
+	if err == nil && n == 0 {
+		err = io.EOF
+	}
+	if n == 0 && buf != nil {
+		r.pool.Put(buf)
+		buf = nil
+	}
+	return buf, n, err
 }
