@@ -131,6 +131,7 @@ type ParseError struct {
 	Reason string
 }
 
+// Error describes the problem and its byte offset (sent to the miner).
 func (e *ParseError) Error() string {
 	return fmt.Sprintf("malformed JSON at byte %d: %s", e.Offset, e.Reason)
 }

@@ -55,6 +55,7 @@ type conn struct {
 	// Outbound queue, guarded by wmu. writing is true while a writer
 	// goroutine owns the socket's write side.
 	wmu        sync.Mutex
+	wcond      sync.Cond // signalled when the writer takes a batch or the connection dies
 	queue      []outMsg
 	spare      []outMsg
 	writing    bool
@@ -129,6 +130,7 @@ func (s *Server) newConn(nc net.Conn, l *listener) *conn {
 	lc := l.cfg.Load()
 	cfg := s.cfg.Load()
 	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now()}
+	c.wcond.L = &c.wmu
 	c.lastRead = c.connectedAt
 	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
 		c.ip = ap.Addr().Unmap()
@@ -201,6 +203,7 @@ func (c *conn) close(r CloseReason) {
 			}
 		}
 		c.queue = nil
+		c.wcond.Broadcast()
 		c.wmu.Unlock()
 		c.nc.Close()
 	})
@@ -225,8 +228,12 @@ func (c *conn) closeAfterFlush(r CloseReason) {
 // goroutine for each; what the socket does not take right away is queued
 // for a writer goroutine. pooled, when not nil, is returned to the pool
 // once b is written. A connection whose queue is full is closed as a slow
-// consumer: broadcasts never wait for one miner.
-func (c *conn) enqueue(b []byte, pooled *[]byte) bool {
+// consumer: broadcasts never wait for one miner. Replies to the miner's
+// own requests (wait true) instead wait for room: a miner pipelining a
+// burst of submits only slows down its own reader.
+func (c *conn) enqueue(b []byte, pooled *[]byte) bool { return c.send(b, pooled, false) }
+
+func (c *conn) send(b []byte, pooled *[]byte, wait bool) bool {
 	c.wmu.Lock()
 	if c.dead || c.closeAfter {
 		c.wmu.Unlock()
@@ -234,7 +241,7 @@ func (c *conn) enqueue(b []byte, pooled *[]byte) bool {
 		return false
 	}
 	if c.writing || len(c.queue) > 0 || c.raw == nil {
-		return c.queueLocked(b, pooled)
+		return c.queueLocked(b, pooled, wait)
 	}
 	c.writing = true // this goroutine owns the write side for a moment
 	c.wmu.Unlock()
@@ -276,7 +283,19 @@ func (c *conn) enqueue(b []byte, pooled *[]byte) bool {
 
 // queueLocked appends to the queue and starts the writer if none runs.
 // Caller holds wmu; it is released here.
-func (c *conn) queueLocked(b []byte, pooled *[]byte) bool {
+func (c *conn) queueLocked(b []byte, pooled *[]byte, wait bool) bool {
+	// Replies may fill only half the queue, so a miner's burst of
+	// pipelined requests never leaves a broadcast without room. A
+	// non-empty queue always has a writer running (or about to start),
+	// which makes progress or fails within WriteTimeout, and signals.
+	for wait && len(c.queue) >= c.s.cfg.Load().QueueLength/2 && !c.dead && c.writing {
+		c.wcond.Wait()
+	}
+	if c.dead || c.closeAfter {
+		c.wmu.Unlock()
+		c.release(pooled)
+		return false
+	}
 	if len(c.queue) >= c.s.cfg.Load().QueueLength {
 		c.wmu.Unlock()
 		c.release(pooled)
@@ -313,6 +332,7 @@ func (c *conn) writeLoop() {
 			// an expired deadline as "socket busy").
 			c.nc.SetWriteDeadline(time.Time{})
 			c.writing = false
+			c.wcond.Broadcast()
 			closeNow := c.closeAfter && !c.dead
 			if cap(c.spare) > 16 {
 				c.spare = nil // give back what a burst grew
@@ -325,6 +345,7 @@ func (c *conn) writeLoop() {
 		}
 		batch := c.queue
 		c.queue, c.spare = c.spare[:0], nil
+		c.wcond.Broadcast()
 		c.wmu.Unlock()
 
 		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.Load().WriteTimeout))
@@ -364,7 +385,7 @@ func (c *conn) writeLoop() {
 func (c *conn) reply(build func([]byte) []byte) {
 	p := c.s.getBuf()
 	*p = build(*p)
-	c.enqueue(*p, p)
+	c.send(*p, p, true)
 }
 
 // deadline returns the next read deadline and the reason it stands for.

@@ -3,6 +3,7 @@
 package stratum
 
 import (
+	"errors"
 	"net"
 	"sync"
 	"syscall"
@@ -19,4 +20,8 @@ type rawReader struct{}
 
 func newRawReader(syscall.RawConn, *sync.Pool) *rawReader { return nil }
 
-func (r *rawReader) Read() (*[]byte, int, error) { panic("unreachable: rawConn is nil") }
+// Read is never called: readLoop uses a rawReader only when rawConn
+// returned a RawConn, which it never does here.
+func (r *rawReader) Read() (*[]byte, int, error) {
+	return nil, 0, errors.New("buffer-less reads are not supported on this platform")
+}

@@ -325,6 +325,12 @@ func (c *conn) sendJobLocked(e *jobEntry, clean bool) {
 	}
 	if c.jobs == nil {
 		c.jobs = make([]sentJob, cfg.JobWindow)
+	} else if c.lastJob != nil && c.lastJob.gen != e.gen {
+		// New block: every remembered job is stale now, so their
+		// duplicate sets are dead weight.
+		for i := range c.jobs {
+			c.jobs[i].dup = nil
+		}
 	}
 	c.jobHead = (c.jobHead + 1) % len(c.jobs)
 	slot := &c.jobs[c.jobHead]

@@ -3,6 +3,7 @@ package stratum
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -105,5 +106,40 @@ func TestPipelinedLines(t *testing.T) {
 		if r := c.replyTo(`"split"`); string(r.Result) != "true" {
 			t.Fatalf("cut at %d: %s", cut, r.raw)
 		}
+	}
+}
+
+// TestReplyBackpressure: a miner that pipelines far more requests than the
+// queue holds while not reading is slowed down, not disconnected: replies
+// wait for room (only broadcasts close slow consumers).
+func TestReplyBackpressure(t *testing.T) {
+	cfg := testConfig()
+	cfg.QueueLength = 8
+	e := startServer(t, cfg, nil)
+	server, peer := net.Pipe() // no socket buffer: the writer blocks at once
+	defer peer.Close()
+	c := e.s.newConn(server, e.s.listeners[0])
+	if !e.s.goroutine(c.readLoop) {
+		t.Fatal("server not running")
+	}
+	const n = 200
+	go func() {
+		for i := 0; i < n; i++ {
+			fmt.Fprintf(peer, "{\"id\":%d,\"method\":\"mining.extranonce.subscribe\"}\n", i)
+		}
+	}()
+	time.Sleep(20 * time.Millisecond) // the queue fills while nobody reads (not a timing assertion)
+	r := bufio.NewReader(peer)
+	for i := 0; i < n; i++ {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("reply %d: %v (close reason %d)", i, err, c.reason.Load())
+		}
+		if want := fmt.Sprintf("{\"id\":%d,\"result\":true,\"error\":null}\n", i); line != want {
+			t.Fatalf("reply %d: %q", i, line)
+		}
+	}
+	if c.reason.Load() != 0 {
+		t.Fatalf("connection closed with reason %d", c.reason.Load()-1)
 	}
 }
