@@ -158,6 +158,12 @@ func (c *conn) checkShare(m *Message, now time.Time, sc *scratch) (v verdict) {
 		}
 	}
 	version := work.MergeVersion(job.Version, vbits, mask)
+	if job.Template != nil && version&job.Template.VBRequired != job.Template.VBRequired {
+		// A block without a bit the node requires (BIP9 vbrequired) would
+		// be refused by it, so such a share can never pay.
+		v.reason, v.msg = RejectMalformed, "version bits clear a bit the node requires"
+		return v
+	}
 
 	h := c.s.hashers.Get().(*work.Hasher)
 	hash := h.HeaderHash(job, en1[:], en2, ntime, nonce, version)

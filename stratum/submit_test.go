@@ -218,3 +218,30 @@ func FuzzSubmit(f *testing.F) {
 		sink.shares = sink.shares[:0]
 	})
 }
+
+// TestVersionRollingKeepsRequiredBits: a rolled version that clears a bit
+// the node lists in vbrequired is refused; keeping it is accepted.
+func TestVersionRollingKeepsRequiredBits(t *testing.T) {
+	tmpl := makeTemplate(100, mainnetBits, 10, 1)
+	tmpl.VBRequired = 0x00004000 // inside the pool's 1fffe000 mask
+	tmpl.Version |= int32(tmpl.VBRequired)
+	for _, tc := range []struct {
+		bits string
+		want RejectReason
+	}{
+		{"00002000", RejectMalformed}, // clears 0x4000
+		{"00006000", RejectNone},      // keeps it
+	} {
+		_, c, job := offlineConn(t, tmpl, tinyDiff)
+		line := []byte(fmt.Sprintf(`{"id":1,"method":"mining.submit","params":["acct.rig1",%q,"00000001","%08x","00000001",%q]}`,
+			job.ID, job.NTime, tc.bits))
+		var m Message
+		var sc scratch
+		if err := ParseMessage(line, &m); err != nil {
+			t.Fatal(err)
+		}
+		if v := c.checkShare(&m, testNow, &sc); v.reason != tc.want {
+			t.Errorf("bits %s: verdict %v (%s), want %v", tc.bits, v.reason, v.msg, tc.want)
+		}
+	}
+}
