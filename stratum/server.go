@@ -58,7 +58,9 @@ type Server struct {
 	ready     chan struct{}
 	started   atomic.Bool
 	closing   atomic.Bool
-	opCtx     context.Context // sink and node calls; survives shutdown until drained
+	// opCtx is the parent of sink and node calls. It is never canceled
+	// (so calls survive shutdown until drained), which callCtx relies on.
+	opCtx context.Context
 
 	mu      sync.Mutex
 	conns   map[uint64]*conn
@@ -75,6 +77,7 @@ type Server struct {
 	bufs     sync.Pool
 	scratch  sync.Pool
 	readBufs sync.Pool
+	calls    sync.Pool // *callCtx for RecordShare
 
 	gmu      sync.Mutex
 	gcond    *sync.Cond
@@ -139,6 +142,7 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 	s.gcond = sync.NewCond(&s.gmu)
 	s.hashers.New = func() any { return new(work.Hasher) }
 	s.scratch.New = func() any { return new(scratch) }
+	s.calls.New = func() any { return newCallCtx() }
 	s.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
 	s.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	c := cfg

@@ -70,7 +70,8 @@ type Reject struct {
 // a logging sink serves until a ledger is configured.
 //
 // Implementations must be safe for concurrent use and must not retain the
-// pointers they are given after a call returns (the server reuses them).
+// pointers they are given after a call returns (the server reuses them,
+// RecordShare's context included).
 type Sink interface {
 	// RecordJob is called once for every job before it is sent to any
 	// miner, so that every stored share can reference its job.

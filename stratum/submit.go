@@ -40,10 +40,9 @@ func (c *conn) submit(m *Message) {
 	if sh.IsBlock {
 		c.foundBlock(sh)
 	}
-	cfg := c.s.cfg.Load()
-	ctx, cancel := context.WithTimeout(c.s.opCtx, cfg.SinkTimeout)
+	ctx := c.s.sinkCall(c.s.cfg.Load().SinkTimeout)
 	err := c.s.sink.RecordShare(ctx, sh)
-	cancel()
+	c.s.endSinkCall(ctx)
 	if err != nil {
 		c.s.metrics.sinkErrors.WithLabelValues("record_share").Inc()
 		c.log().Error("record share; rejecting it as not recorded", zap.Error(err))
