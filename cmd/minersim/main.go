@@ -58,6 +58,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	n := fs.Int("n", 1, fmt.Sprintf("number of connections (1..%d)", minersim.MaxMiners))
 	duration := fs.Duration("duration", 0, "stop after this long (0: until -shares or a signal)")
 	shares := fs.Uint64("shares", 0, "stop after this many accepted shares (0: no limit)")
+	warmup := fs.Duration("warmup", 0, "report rates and latencies after this long separately (\"after warm-up\"), leaving out the connection ramp")
 	ramp := fs.Float64("ramp", 500, "connections opened per second (0: all at once)")
 	hashrate := fs.Float64("hashrate", minersim.DefaultHashesPerSecond, "hashes per second per miner (ignored with -fast)")
 	fast := fs.Bool("fast", false, "load test: closed loop, a new share as soon as the last one is answered (for pools at tiny difficulty)")
@@ -92,6 +93,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if *duration < 0 {
 		return o, fmt.Errorf("-duration %v: want >= 0", *duration)
+	}
+	if *warmup < 0 {
+		return o, fmt.Errorf("-warmup %v: want >= 0", *warmup)
 	}
 	if bad(*ramp) {
 		return o, fmt.Errorf("-ramp %v: want a finite number >= 0", *ramp)
@@ -133,7 +137,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
 			Model: m,
 		},
-		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers,
+		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup,
 	}
 	o.controlAddr, o.jsonReport = *controlAddr, *jsonReport
 	return o, nil

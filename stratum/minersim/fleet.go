@@ -51,6 +51,9 @@ type FleetConfig struct {
 	// the run lasts until ctx is done.
 	Duration time.Duration
 	Shares   uint64
+	// Warmup, when > 0, starts Report.Steady this long after the run
+	// began, so that load figures leave out the connection ramp.
+	Warmup time.Duration
 	// Workers is the number of hashing goroutines (GOMAXPROCS when 0);
 	// Tick is how often budget-limited miners are re-examined.
 	Workers int
@@ -105,6 +108,9 @@ func NewFleet(cfg FleetConfig, log *zap.Logger) (*Fleet, error) {
 	}
 	if cfg.Duration < 0 {
 		return nil, fmt.Errorf("fleet duration %v: want >= 0", cfg.Duration)
+	}
+	if cfg.Warmup < 0 {
+		return nil, fmt.Errorf("fleet warm-up %v: want >= 0", cfg.Warmup)
 	}
 	workers := cfg.Workers
 	if workers == 0 {
@@ -176,11 +182,27 @@ func (f *Fleet) Run(ctx context.Context) (Report, error) {
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = f.grinder.Run(ctx) })
 	wg.Go(func() { f.ramp(ctx, &wg, start) })
-	select {
-	case <-ctx.Done():
-	case <-f.sharesDone:
+	var warm <-chan time.Time
+	if f.cfg.Warmup > 0 {
+		t := time.NewTimer(f.cfg.Warmup)
+		defer t.Stop()
+		warm = t.C
 	}
-	elapsed := time.Since(start)
+	var mark steadyMark
+	steady := false
+wait:
+	for {
+		select {
+		case <-ctx.Done():
+			break wait
+		case <-f.sharesDone:
+			break wait
+		case now := <-warm:
+			mark, steady, warm = f.stats.startSteady(now), true, nil
+		}
+	}
+	stopped := time.Now()
+	elapsed := stopped.Sub(start)
 	connected := 0
 	for _, m := range f.miners {
 		if m.connected.Load() {
@@ -191,6 +213,9 @@ func (f *Fleet) Run(ctx context.Context) (Report, error) {
 	wg.Wait()
 	r := f.stats.Snapshot(elapsed)
 	r.Miners, r.Connected = len(f.miners), connected
+	if steady {
+		r.Steady = f.stats.steadyReport(mark, stopped)
+	}
 	return r, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/zap/zaptest"
 
@@ -277,9 +278,56 @@ func TestFleetValidation(t *testing.T) {
 		"bad ramp":   {Miner: base, Miners: 1, RampPerSecond: -1},
 		"bad miner":  {Miner: MinerConfig{Addr: "x", User: "u"}, Miners: 1},
 		"empty name": {Miner: base, Groups: []GroupSpec{{Count: 1}}},
+		"bad warmup": {Miner: base, Miners: 1, Warmup: -time.Second},
 	} {
 		if _, err := NewFleet(cfg, nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestFleetSteadyWindow: with a warm-up, the steady part of the report
+// counts only answers after it, consistently with the whole-run counters.
+func TestFleetSteadyWindow(t *testing.T) {
+	pool := newAutoPool(t)
+	f, err := NewFleet(FleetConfig{
+		Miner:    MinerConfig{Addr: pool.ln.Addr().String(), User: "acct.sim", Fast: true},
+		Miners:   2,
+		Duration: 400 * time.Millisecond,
+		Warmup:   100 * time.Millisecond,
+		Workers:  1,
+	}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := rep.Steady
+	if st == nil {
+		t.Fatal("no steady report after a warm-up shorter than the run")
+	}
+	if st.Accepted == 0 || st.Accepted > rep.Accepted || st.Rejected > rep.Rejected {
+		t.Fatalf("steady %+v against whole run accepted %d rejected %d", st, rep.Accepted, rep.Rejected)
+	}
+	if st.Latency.Count > rep.Latency.Count || st.Latency.Count < st.Accepted+st.Rejected {
+		t.Errorf("steady latency samples %d: whole run %d, steady answers %d", st.Latency.Count, rep.Latency.Count, st.Accepted+st.Rejected)
+	}
+	if st.Elapsed <= 0 || st.Elapsed >= rep.Elapsed {
+		t.Errorf("steady elapsed %v, run %v", st.Elapsed, rep.Elapsed)
+	}
+	var sb strings.Builder
+	if err := rep.WriteText(&sb); err != nil || !strings.Contains(sb.String(), "after warm-up") {
+		t.Errorf("text report lacks the steady part: %q %v", sb.String(), err)
+	}
+
+	noWarm, err := NewFleet(FleetConfig{Miner: MinerConfig{Addr: pool.ln.Addr().String(), User: "acct.sim", Fast: true},
+		Miners: 1, Duration: 50 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, _ := noWarm.Run(context.Background()); rep.Steady != nil {
+		t.Errorf("steady report without a warm-up: %+v", rep.Steady)
 	}
 }

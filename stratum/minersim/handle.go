@@ -111,7 +111,7 @@ func (m *Miner) onAuthorize(s *session, msg *serverMsg) error {
 
 // onSubmitResult counts an answered submit and reports accepted shares.
 func (m *Miner) onSubmitResult(msg *serverMsg, p pending, now time.Time) {
-	m.stats.Latency.Record(now.Sub(p.sent))
+	m.stats.recordLatency(now.Sub(p.sent))
 	sh := p.share
 	if msg.Err == nil && string(msg.Result) == "true" {
 		m.accepted.Add(1)

@@ -33,6 +33,13 @@ func (r Report) WriteText(w io.Writer) error {
 	l := r.Latency
 	fmt.Fprintf(&b, "latency           n=%d p50=%v p90=%v p99=%v max=%v mean=%v\n",
 		l.Count, l.P50, l.P90, l.P99, l.Max, l.Mean)
+	if st := r.Steady; st != nil {
+		sl := st.Latency
+		fmt.Fprintf(&b, "after warm-up     %v: accepted %d (%.1f/s), rejected %d\n",
+			st.Elapsed.Round(time.Millisecond), st.Accepted, st.AcceptedPerSecond, st.Rejected)
+		fmt.Fprintf(&b, "  latency         n=%d p50=%v p90=%v p99=%v max=%v mean=%v\n",
+			sl.Count, sl.P50, sl.P90, sl.P99, sl.Max, sl.Mean)
+	}
 	fmt.Fprintf(&b, "blocks            %d found, %d accepted\n", r.BlocksFound, r.BlocksAccepted)
 	fmt.Fprintf(&b, "jobs              %d\n", r.Jobs)
 	fmt.Fprintf(&b, "connections       %d connects, %d failed, %d disconnects, %d auth failures, %d reconnect requests\n",

@@ -74,6 +74,11 @@ type Stats struct {
 	// Latency is the submit -> response latency of every answered submit.
 	Latency Histogram
 
+	// steady is Latency restricted to answers after the fleet's warm-up
+	// (steadyOn set), so a load test's figures exclude the ramp.
+	steady   Histogram
+	steadyOn atomic.Bool
+
 	submitted, accepted, rejected atomic.Uint64
 	hashes                        atomic.Uint64
 	blocksFound, blocksAccepted   atomic.Uint64
@@ -134,6 +139,9 @@ type Report struct {
 	Lost     uint64 `json:"lost"`
 	// Latency summarizes submit -> response latency.
 	Latency LatencySummary `json:"latency"`
+	// Steady covers only the time after the fleet's warm-up (connection
+	// ramp excluded); nil when the run had no warm-up or ended inside it.
+	Steady *SteadyReport `json:"steady,omitempty"`
 	// BlocksFound counts submitted shares whose hash met the network
 	// target; BlocksAccepted those the pool accepted.
 	BlocksFound    uint64 `json:"blocks_found"`
@@ -190,4 +198,54 @@ func (s *Stats) Snapshot(elapsed time.Duration) Report {
 		}
 	}
 	return r
+}
+
+// SteadyReport is the part of a run after its warm-up: what a pool
+// sustains once every miner is connected.
+type SteadyReport struct {
+	// Elapsed is the time from the end of the warm-up to stop.
+	Elapsed time.Duration `json:"elapsed_ns"`
+	// Accepted and Rejected count the answers received in that time.
+	Accepted uint64 `json:"accepted"`
+	Rejected uint64 `json:"rejected"`
+	// AcceptedPerSecond is Accepted / Elapsed.
+	AcceptedPerSecond float64 `json:"accepted_per_second"`
+	// Latency summarizes submit -> response latency of those answers.
+	Latency LatencySummary `json:"latency"`
+}
+
+// steadyMark is where the steady window began.
+type steadyMark struct {
+	at                 time.Time
+	accepted, rejected uint64
+}
+
+// startSteady opens the steady window: answers from now on are also
+// recorded in the steady latency histogram.
+func (s *Stats) startSteady(now time.Time) steadyMark {
+	m := steadyMark{at: now, accepted: s.accepted.Load(), rejected: s.rejected.Load()}
+	s.steadyOn.Store(true)
+	return m
+}
+
+// steadyReport closes the window opened at m.
+func (s *Stats) steadyReport(m steadyMark, now time.Time) *SteadyReport {
+	r := &SteadyReport{
+		Elapsed:  now.Sub(m.at),
+		Accepted: s.accepted.Load() - m.accepted,
+		Rejected: s.rejected.Load() - m.rejected,
+		Latency:  s.steady.Summary(),
+	}
+	if r.Elapsed > 0 {
+		r.AcceptedPerSecond = float64(r.Accepted) / r.Elapsed.Seconds()
+	}
+	return r
+}
+
+// recordLatency records one answered submit.
+func (s *Stats) recordLatency(d time.Duration) {
+	s.Latency.Record(d)
+	if s.steadyOn.Load() {
+		s.steady.Record(d)
+	}
 }
