@@ -69,6 +69,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	noRolling := fs.Bool("no-version-rolling", false, "skip mining.configure and submit 5 parameters")
 	model := fs.String("model", minersim.AntminerS19.Name, "power model of every miner")
 	workers := fs.Int("workers", 0, "hashing goroutines (0: GOMAXPROCS)")
+	tick := fs.Duration("tick", minersim.DefaultTick, "how often miners waiting for hash budget are re-examined (longer: less client CPU for slow miners)")
 	controlAddr := fs.String("control-addr", "", "serve the control API on this host:port (e.g. 127.0.0.1:4028; empty: off)")
 	jsonReport := fs.Bool("json", false, "print the report as JSON")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
@@ -115,6 +116,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if *inflight < 0 {
 		return o, fmt.Errorf("-inflight %d: want >= 0", *inflight)
 	}
+	if *tick <= 0 {
+		return o, fmt.Errorf("-tick %v: want > 0", *tick)
+	}
 	if *workers < 0 {
 		return o, fmt.Errorf("-workers %d: want >= 0", *workers)
 	}
@@ -137,7 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
 			Model: m,
 		},
-		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup,
+		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup, Tick: *tick,
 	}
 	o.controlAddr, o.jsonReport = *controlAddr, *jsonReport
 	return o, nil

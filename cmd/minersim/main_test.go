@@ -34,6 +34,7 @@ func TestParseFlags(t *testing.T) {
 		{append(ok, "-n", "18001"), "-n 18001"},
 		{append(ok, "-duration", "-1s"), "-duration"},
 		{append(ok, "-warmup", "-1s"), "-warmup"},
+		{append(ok, "-tick", "0s"), "-tick"},
 		{append(ok, "-bad-fraction", "2"), "-bad-fraction"},
 		{append(ok, "-hashrate", "0"), "-hashrate"},
 		{append(ok, "-ramp", "-3"), "-ramp"},
