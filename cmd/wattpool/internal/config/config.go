@@ -29,6 +29,10 @@ type Config struct {
 	InstanceID uint8
 	// SpoolDir holds the share ledger's write-ahead spool.
 	SpoolDir string
+	// SpoolLimit caps the spool's bytes on disk. Beyond it (the database
+	// has been down for long) shares are refused and miners are told
+	// they were not recorded, rather than accepted and then lost.
+	SpoolLimit int64
 	// ShutdownTimeout bounds the graceful drain after SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
 
@@ -126,7 +130,7 @@ type Listener struct {
 func Defaults() File {
 	start, lo, hi := float64(DefaultStartDiff), float64(DefaultMinDiff), float64(DefaultMaxDiff)
 	return File{
-		Instance: InstanceFile{Name: "wattpool", ID: 0, SpoolDir: "spool", ShutdownTimeout: "30s"},
+		Instance: InstanceFile{Name: "wattpool", ID: 0, SpoolDir: "spool", SpoolLimit: "4GiB", ShutdownTimeout: "30s"},
 		Log:      LogFile{Level: "info", Format: "json"},
 		Bitcoin:  BitcoinFile{Network: "mainnet", PoolTag: "/wattpool/"},
 		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "10s", LongPoll: true},
@@ -141,6 +145,10 @@ func Defaults() File {
 		HTTP: HTTPFile{Addr: "127.0.0.1:8080"},
 	}
 }
+
+// MinSpoolLimit is the smallest instance.spool_limit: room for a few
+// thousand shares and the jobs they belong to.
+const MinSpoolLimit = 1 << 20
 
 // Listener difficulty defaults for keys a [[stratum.listener]] table omits.
 const (

@@ -52,6 +52,9 @@ func TestParseMinimalUsesDefaults(t *testing.T) {
 	if c.PollInterval != 250*time.Millisecond || c.HTTPAddr != "127.0.0.1:8080" {
 		t.Fatalf("poll %v http %q", c.PollInterval, c.HTTPAddr)
 	}
+	if c.SpoolLimit != 4<<30 {
+		t.Fatalf("spool limit %d, want the spool's own default 4GiB", c.SpoolLimit)
+	}
 	if len(c.Nodes) != 1 || c.Nodes[0].Name != "127.0.0.1:8332" {
 		t.Fatalf("nodes: %+v", c.Nodes)
 	}
@@ -148,6 +151,7 @@ func TestEnvOverrides(t *testing.T) {
 		"WATTPOOL_DATABASE_URL", "postgresql://w@localhost/w",
 		"WATTPOOL_DATABASE_MIGRATE", "true",
 		"WATTPOOL_SPOOL_DIR", "/tmp/sp",
+		"WATTPOOL_SPOOL_LIMIT", "64MiB",
 		"WATTPOOL_INSTANCE_NAME", "", // empty counts as unset
 	))
 	if err != nil {
@@ -163,7 +167,7 @@ func TestEnvOverrides(t *testing.T) {
 	if l.Addr != "127.0.0.1:4444" || l.StartDiff != 0.5 || l.MinDiff != 0.001 || l.MaxDiff != DefaultMaxDiff {
 		t.Fatalf("listener %+v", l)
 	}
-	if c.HTTPAddr != "127.0.0.1:9999" || c.LogLevel != zapcore.WarnLevel || !c.Migrate || c.SpoolDir != "/tmp/sp" {
+	if c.HTTPAddr != "127.0.0.1:9999" || c.LogLevel != zapcore.WarnLevel || !c.Migrate || c.SpoolDir != "/tmp/sp" || c.SpoolLimit != 64<<20 {
 		t.Fatalf("other: %+v", c)
 	}
 }
@@ -253,6 +257,7 @@ target_interval = "-1s"
 name = "bad name"
 id = 256
 spool_dir = ""
+spool_limit = "100kB"
 [log]
 level = "loud"
 format = "xml"
@@ -262,7 +267,8 @@ extranonce2_size = 1
 max_factor = 1
 tolerance = 1
 retarget_shares = -1
-`, want: []string{"instance.name", "instance.id: 256", "instance.spool_dir", "log.level", "log.format",
+`, want: []string{"instance.name", "instance.id: 256", "instance.spool_dir", "instance.spool_limit: \"100kB\" is too small",
+			"log.level", "log.format",
 			"stratum.extranonce2_size: 1", "max_factor", "tolerance", "retarget_shares"}},
 		{name: "addresses", file: minimal, env: []string{"WATTPOOL_STRATUM_ADDR", "3333", "WATTPOOL_HTTP_ADDR", "localhost:http",
 			"WATTPOOL_DATABASE_URL", "host=db password=x"},
@@ -395,4 +401,50 @@ func TestExampleFileShowsTheDefaults(t *testing.T) {
 			t.Errorf("example file does not mention %s", e.Name)
 		}
 	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{in: "4GiB", want: 4 << 30},
+		{in: "500MiB", want: 500 << 20},
+		{in: " 1mib ", want: 1 << 20},
+		{in: "2GB", want: 2e9},
+		{in: "1.5KiB", want: 1536},
+		{in: "1048576", want: 1 << 20},
+		{in: "10 B", want: 10},
+		{in: "3TB", want: 3e12},
+		{in: "", err: "is not a size"},
+		{in: "GiB", err: "is not a size"},
+		{in: "-1GiB", err: "is not a size"},
+		{in: "4 gigs", err: "is not a size"},
+		{in: "1.2.3MB", err: "is not a size"},
+		{in: "9999999TiB", err: "too large"},
+	} {
+		got, err := ParseSize(tc.in)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ParseSize(%q) = %d, %v; want an error containing %q", tc.in, got, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"4GiB", "1.5KiB", "12", "1e3MB", "..", "9999999TiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err == nil && n < 0 {
+			t.Fatalf("ParseSize(%q) = %d", s, n)
+		}
+		if err != nil && n != 0 {
+			t.Fatalf("ParseSize(%q) = %d with error %v", s, n, err)
+		}
+	})
 }

@@ -38,6 +38,8 @@ var envVars = []EnvVar{
 		apply: func(f *File, v string) error { return setInt(&f.Instance.ID, v) }},
 	{Name: "WATTPOOL_SPOOL_DIR", Field: "instance.spool_dir", Doc: "Folder of the share ledger's write-ahead spool.",
 		apply: func(f *File, v string) error { f.Instance.SpoolDir = v; return nil }},
+	{Name: "WATTPOOL_SPOOL_LIMIT", Field: "instance.spool_limit", Doc: "Most bytes the spool may hold (e.g. 4GiB, 500MiB); beyond it shares are refused as not recorded.",
+		apply: func(f *File, v string) error { f.Instance.SpoolLimit = v; return nil }},
 	{Name: "WATTPOOL_LOG_LEVEL", Field: "log.level", Doc: "debug, info, warn or error.",
 		apply: func(f *File, v string) error { f.Log.Level = v; return nil }},
 	{Name: "WATTPOOL_LOG_FORMAT", Field: "log.format", Doc: "json or console.",

@@ -23,6 +23,7 @@ type InstanceFile struct {
 	Name            string `toml:"name"`
 	ID              int    `toml:"id"`
 	SpoolDir        string `toml:"spool_dir"`
+	SpoolLimit      string `toml:"spool_limit"`
 	ShutdownTimeout string `toml:"shutdown_timeout"`
 }
 

@@ -78,6 +78,13 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 	if strings.TrimSpace(c.SpoolDir) == "" {
 		v.errorf("instance.spool_dir", "must not be empty")
 	}
+	if n, err := ParseSize(f.Instance.SpoolLimit); err != nil {
+		v.errorf("instance.spool_limit", "%v", err)
+	} else if n < MinSpoolLimit {
+		v.errorf("instance.spool_limit", "%q is too small (at least 1MiB)", f.Instance.SpoolLimit)
+	} else {
+		c.SpoolLimit = n
+	}
 	c.ShutdownTimeout = v.duration("instance.shutdown_timeout", f.Instance.ShutdownTimeout, time.Second)
 
 	// [log]
