@@ -344,8 +344,13 @@ func TestDemo(t *testing.T) {
 		Scan(&shares, &blocks, &best); err != nil {
 		t.Fatal(err)
 	}
-	if shares == 0 || uint64(shares) != res.Report.Accepted || blocks == 0 || best <= 440 {
-		t.Fatalf("database holds %d shares (miners saw %d accepted), %d blocks up to height %d", shares, res.Report.Accepted, blocks, best)
+	// Submits in flight when the fleet stopped were recorded but their
+	// answers never read: the database holds the accepted shares and at
+	// most that many more (TestEndToEndRegtest compares them one by one).
+	r := res.Report
+	if shares == 0 || uint64(shares) < r.Accepted || uint64(shares) > r.Accepted+r.Lost+r.Timeouts || blocks == 0 || best <= 440 {
+		t.Fatalf("database holds %d shares (miners saw %d accepted, %d unanswered), %d blocks up to height %d",
+			shares, r.Accepted, r.Lost+r.Timeouts, blocks, best)
 	}
 	// The block tracker ran: blocks the node took into its main chain are
 	// confirmed.
