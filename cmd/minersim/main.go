@@ -62,6 +62,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	ramp := fs.Float64("ramp", 500, "connections opened per second (0: all at once)")
 	hashrate := fs.Float64("hashrate", minersim.DefaultHashesPerSecond, "hashes per second per miner (ignored with -fast)")
 	fast := fs.Bool("fast", false, "load test: closed loop, a new share as soon as the last one is answered (for pools at tiny difficulty)")
+	rate := fs.Float64("rate", 0, "with -fast: submits per second of the whole fleet, spread evenly (0: as fast as answered)")
 	inflight := fs.Int("inflight", 0, "max unanswered submits per miner (0: 1 with -fast, 256 otherwise)")
 	badFraction := fs.Float64("bad-fraction", 0, "fraction of shares replaced by bad ones (low difficulty, stale, duplicate, bad ntime), 0..1")
 	suggest := fs.Float64("suggest-diff", 0, "difficulty sent with mining.suggest_difficulty (0: none)")
@@ -116,6 +117,12 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if *inflight < 0 {
 		return o, fmt.Errorf("-inflight %d: want >= 0", *inflight)
 	}
+	if bad(*rate) {
+		return o, fmt.Errorf("-rate %v: want a finite number >= 0", *rate)
+	}
+	if *rate > 0 && !*fast {
+		return o, errors.New("-rate needs -fast (without it, -hashrate paces each miner)")
+	}
 	if *tick <= 0 {
 		return o, fmt.Errorf("-tick %v: want > 0", *tick)
 	}
@@ -141,7 +148,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
 			Model: m,
 		},
-		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup, Tick: *tick,
+		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup, Tick: *tick, SharesPerSecond: *rate,
 	}
 	o.controlAddr, o.jsonReport = *controlAddr, *jsonReport
 	return o, nil

@@ -35,6 +35,8 @@ func TestParseFlags(t *testing.T) {
 		{append(ok, "-duration", "-1s"), "-duration"},
 		{append(ok, "-warmup", "-1s"), "-warmup"},
 		{append(ok, "-tick", "0s"), "-tick"},
+		{append(ok, "-rate", "100"), "-rate"},
+		{append(ok, "-fast", "-rate", "-1"), "-rate"},
 		{append(ok, "-bad-fraction", "2"), "-bad-fraction"},
 		{append(ok, "-hashrate", "0"), "-hashrate"},
 		{append(ok, "-ramp", "-3"), "-ramp"},

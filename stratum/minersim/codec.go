@@ -75,6 +75,9 @@ type rawMsg struct {
 func parseLine(line []byte) (serverMsg, error) {
 	var msg serverMsg
 	line = bytes.TrimSpace(line)
+	if id, ok := parseAcceptedFast(line); ok {
+		return serverMsg{ID: id, HasID: true, Result: trueResult}, nil
+	}
 	if len(line) == 0 || line[0] != '{' {
 		return msg, fmt.Errorf("%w: not a JSON object", errNotAMessage)
 	}

@@ -51,6 +51,10 @@ type FleetConfig struct {
 	// the run lasts until ctx is done.
 	Duration time.Duration
 	Shares   uint64
+	// SharesPerSecond, when > 0, caps the submits of the whole fleet per
+	// second, spread evenly (fast mode only): it holds a pool at a chosen
+	// load while every miner stays connected.
+	SharesPerSecond float64
 	// Warmup, when > 0, starts Report.Steady this long after the run
 	// began, so that load figures leave out the connection ramp.
 	Warmup time.Duration
@@ -119,6 +123,14 @@ func NewFleet(cfg FleetConfig, log *zap.Logger) (*Fleet, error) {
 	g, err := NewGrinder(workers, total, cfg.Tick)
 	if err != nil {
 		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	if cfg.SharesPerSecond != 0 {
+		if !cfg.Miner.Fast {
+			return nil, errors.New("fleet share rate: only fast mode miners are paced (hash budgets pace the others)")
+		}
+		if g.pacer, err = newPacer(cfg.SharesPerSecond); err != nil {
+			return nil, err
+		}
 	}
 	f := &Fleet{cfg: cfg, log: log, grinder: g, stats: &Stats{},
 		byGroup: map[string][]*Miner{}, sharesDone: make(chan struct{})}

@@ -2,8 +2,6 @@ package minersim
 
 import (
 	"encoding/binary"
-	"encoding/hex"
-	"fmt"
 	"math/bits"
 	"time"
 
@@ -139,6 +137,14 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 		// expire submits a silent pool never answers.
 		return outSleep
 	}
+	paced := false
+	if m.cfg.Fast && m.grinder.pacer != nil {
+		if !m.grinder.pacer.take(m) {
+			m.mu.Unlock()
+			return outWait // the pacer wakes the miner when its turn comes
+		}
+		paced = true
+	}
 	budget := sliceHashes
 	if !m.cfg.Fast {
 		budget = s.bucket.take(now, sliceHashes)
@@ -186,6 +192,9 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 		if found != nil {
 			break
 		}
+	}
+	if paced && found == nil {
+		m.grinder.pacer.give()
 	}
 	m.hashes.Add(uint64(done))
 	m.stats.hashes.Add(uint64(done))
@@ -297,12 +306,13 @@ func fabricatedJobID(id string) string {
 // sendShare writes one mining.submit: worker, job id, extranonce2, ntime,
 // nonce and, with version rolling negotiated, the version bits (BIP310).
 func (m *Miner) sendShare(s *session, sh *shareRecord, rolling bool) {
-	params := []any{m.cfg.User, sh.jobID, hex.EncodeToString(sh.en2),
-		fmt.Sprintf("%08x", sh.ntime), fmt.Sprintf("%08x", sh.nonce)}
-	if rolling {
-		params = append(params, fmt.Sprintf("%08x", sh.vbits))
+	id, err := m.register(s, reqSubmit, sh)
+	if err == nil {
+		line := appendSubmit(make([]byte, 0, 160+len(m.cfg.User)+len(sh.jobID)), id, m.cfg.User, sh.jobID,
+			sh.en2, sh.ntime, sh.nonce, sh.vbits, rolling)
+		err = m.write(s, line)
 	}
-	if err := m.send(s, reqSubmit, sh, "mining.submit", params...); err != nil {
+	if err != nil {
 		// The reader sees the broken connection and ends the session,
 		// which counts the unanswered submit as lost.
 		m.log.Debug("submit failed", zap.Error(err))

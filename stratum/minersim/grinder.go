@@ -33,8 +33,12 @@ type Grinder struct {
 	ready    chan *Miner
 
 	registered atomic.Int64
-	mu         sync.Mutex
-	sleepers   []*Miner
+	// notifies is shared by the grinder's miners: one parse per job line.
+	notifies *notifyCache
+	// pacer, when set, caps the submits per second of fast-mode miners.
+	pacer    *pacer
+	mu       sync.Mutex
+	sleepers []*Miner
 }
 
 // NewGrinder returns a grinder with workers goroutines (when Run) for at
@@ -51,7 +55,8 @@ func NewGrinder(workers, capacity int, tick time.Duration) (*Grinder, error) {
 	}
 	// Each miner is in the channel at most once (state schedQueued), so a
 	// buffer of capacity never blocks a sender.
-	return &Grinder{workers: workers, tick: tick, capacity: capacity, ready: make(chan *Miner, capacity)}, nil
+	return &Grinder{workers: workers, tick: tick, capacity: capacity, ready: make(chan *Miner, capacity),
+		notifies: newNotifyCache()}, nil
 }
 
 func (g *Grinder) register() error {
@@ -67,6 +72,9 @@ func (g *Grinder) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range g.workers {
 		wg.Go(func() { g.work(ctx) })
+	}
+	if g.pacer != nil {
+		wg.Go(func() { g.pacer.run(ctx) })
 	}
 	t := time.NewTicker(g.tick)
 	defer t.Stop()

@@ -1,6 +1,7 @@
 package minersim
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"time"
@@ -17,6 +18,11 @@ var errReconnect = errors.New("pool requested reconnect")
 // counted and skipped, like firmware does; only handshake failures and
 // client.reconnect end the session.
 func (m *Miner) handleLine(s *session, line []byte) error {
+	line = bytes.TrimSpace(line)
+	if e := m.grinder.notifies.get(line); e != nil {
+		m.applyNotify(s, e) // a job line another miner already parsed
+		return nil
+	}
 	msg, err := parseLine(line)
 	if err != nil {
 		m.stats.malformed.Add(1)
@@ -26,7 +32,7 @@ func (m *Miner) handleLine(s *session, line []byte) error {
 	if msg.IsResponse() {
 		return m.handleResponse(s, &msg)
 	}
-	return m.handleNotification(s, &msg)
+	return m.handleNotification(s, &msg, line)
 }
 
 func (m *Miner) handleResponse(s *session, msg *serverMsg) error {
@@ -141,10 +147,10 @@ func (m *Miner) onSubmitResult(msg *serverMsg, p pending, now time.Time) {
 	}
 }
 
-func (m *Miner) handleNotification(s *session, msg *serverMsg) error {
+func (m *Miner) handleNotification(s *session, msg *serverMsg, line []byte) error {
 	switch msg.Method {
 	case methodNotify:
-		m.onNotify(s, msg)
+		m.onNotify(s, msg, line)
 	case methodSetDifficulty:
 		d, err := parseSetDifficulty(msg.Params)
 		if err != nil {
@@ -204,14 +210,20 @@ func (m *Miner) handleNotification(s *session, msg *serverMsg) error {
 
 // onNotify turns mining.notify into the miner's current job, at the
 // difficulty and extranonce in force now (later changes apply to later
-// jobs only).
-func (m *Miner) onNotify(s *session, msg *serverMsg) {
+// jobs only). The parsed line is shared with the fleet's other miners.
+func (m *Miner) onNotify(s *session, msg *serverMsg, line []byte) {
 	p, err := parseNotifyParams(msg.Params)
 	if err != nil {
 		m.stats.malformed.Add(1)
 		m.log.Debug("unusable mining.notify", zap.Error(err))
 		return
 	}
+	m.applyNotify(s, m.grinder.notifies.put(line, p))
+}
+
+// applyNotify makes a parsed mining.notify line the current job.
+func (m *Miner) applyNotify(s *session, e *notifyEntry) {
+	p := &e.params
 	m.mu.Lock()
 	if !s.subscribed {
 		m.mu.Unlock()
@@ -222,11 +234,7 @@ func (m *Miner) onNotify(s *session, msg *serverMsg) {
 	en2Size := s.en2Size
 	diff := s.nextDiff
 	m.mu.Unlock()
-	job, err := work.ParseNotify(work.Notify{
-		JobID: p.JobID, PrevHash: p.PrevHash, Coinb1: p.Coinb1, Coinb2: p.Coinb2,
-		MerkleBranch: p.MerkleBranch, Version: p.Version, NBits: p.NBits, NTime: p.NTime,
-		CleanJobs: p.CleanJobs,
-	}, len(en1), en2Size)
+	job, err := e.job(len(en1), en2Size)
 	if err != nil {
 		m.stats.malformed.Add(1)
 		m.log.Debug("unusable mining.notify", zap.String("job", p.JobID), zap.Error(err))

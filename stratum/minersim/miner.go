@@ -34,6 +34,7 @@ type Miner struct {
 	// Scheduling state shared with the Grinder (see grinder.go).
 	sched    atomic.Uint32
 	sleeping atomic.Bool
+	paced    bool   // waiting in the pacer's line; guarded by the pacer's mutex
 	cur      cursor // owned by the worker currently grinding this miner
 
 	mu   sync.Mutex
@@ -302,10 +303,24 @@ func (lr *lineReader) readLine() ([]byte, error) {
 // pending entry exists before the bytes leave, so a fast answer always
 // finds it.
 func (m *Miner) send(s *session, kind reqKind, share *shareRecord, method string, params ...any) error {
+	id, err := m.register(s, kind, share)
+	if err != nil {
+		return err
+	}
+	b, err := encodeRequest(id, method, params...)
+	if err != nil {
+		return err
+	}
+	return m.write(s, b)
+}
+
+// register takes the next request id and, when kind != 0, records the
+// request as pending; the caller writes it.
+func (m *Miner) register(s *session, kind reqKind, share *shareRecord) (uint64, error) {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	if s.pending == nil {
-		m.mu.Unlock()
-		return net.ErrClosed
+		return 0, net.ErrClosed
 	}
 	s.nextID++
 	id := s.nextID
@@ -316,12 +331,7 @@ func (m *Miner) send(s *session, kind reqKind, share *shareRecord, method string
 			m.countSubmit(share)
 		}
 	}
-	m.mu.Unlock()
-	b, err := encodeRequest(id, method, params...)
-	if err != nil {
-		return err
-	}
-	return m.write(s, b)
+	return id, nil
 }
 
 // write sends one complete line under the write lock and deadline.
