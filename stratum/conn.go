@@ -186,6 +186,11 @@ func (c *conn) log() *zap.Logger {
 	return c.s.log.With(zap.Uint64("conn", c.id), zap.String("remote", c.remote), zap.String("listener", c.l.cfg.Load().Name))
 }
 
+// debugOn reports whether debug logs are written. Connection events are
+// mostly debug-level and building a connection's logger allocates, so
+// callers check first: a busy accept path then leaves no garbage behind.
+func (c *conn) debugOn() bool { return c.s.log.Core().Enabled(zap.DebugLevel) }
+
 // setReason records why the connection ends; the first reason wins.
 func (c *conn) setReason(r CloseReason) {
 	c.reason.CompareAndSwap(0, uint32(r)+1)
@@ -369,7 +374,7 @@ func (c *conn) writeLoop() {
 		c.spare = batch[:0]
 		c.wmu.Unlock()
 		if err != nil {
-			if c.reason.Load() == 0 {
+			if c.reason.Load() == 0 && c.debugOn() {
 				c.log().Debug("write failed", zap.Error(err))
 			}
 			c.close(ClosedWriteError)
@@ -514,7 +519,9 @@ func (c *conn) readFailed(err error, why CloseReason) {
 	case errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.ErrClosedPipe):
 		c.close(ClosedClient)
 	default:
-		c.log().Debug("read failed", zap.Error(err))
+		if c.debugOn() {
+			c.log().Debug("read failed", zap.Error(err))
+		}
 		c.close(ClosedReadError)
 	}
 }
@@ -541,7 +548,9 @@ func (c *conn) teardown() {
 	}
 	s.metrics.closedByReason[r].Inc()
 	if r == ClosedClient || r == ClosedShutdown {
-		c.log().Debug("connection closed", zap.Stringer("reason", r))
+		if c.debugOn() {
+			c.log().Debug("connection closed", zap.Stringer("reason", r))
+		}
 	} else {
 		c.log().Info("connection closed", zap.Stringer("reason", r))
 	}

@@ -117,7 +117,7 @@ func (c *conn) subscribe(m *Message) {
 		b = strconv.AppendInt(b, int64(size), 10)
 		return append(b, "],\"error\":null}\n"...)
 	})
-	if first {
+	if first && c.debugOn() {
 		c.log().Debug("subscribed", zap.String("agent", c.userAgent), zap.String("extranonce1", hex.EncodeToString(en1[:])))
 	}
 	c.start()
@@ -174,7 +174,9 @@ func (c *conn) authorize(m *Message) {
 		c.vd.SetFloor(diff, c.s.now())
 	}
 	c.mu.Unlock()
-	c.log().Debug("authorized", zap.String("account", account), zap.String("worker", worker), zap.String("group", group))
+	if c.debugOn() {
+		c.log().Debug("authorized", zap.String("account", account), zap.String("worker", worker), zap.String("group", group))
+	}
 	c.reply(func(b []byte) []byte { return appendResult(b, m.ID, []byte("true")) })
 	c.start()
 }
