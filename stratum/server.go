@@ -13,6 +13,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/wattpool/wattpool/stratum/node"
 	"github.com/wattpool/wattpool/stratum/work"
@@ -49,10 +50,13 @@ type Server struct {
 	source  node.Source
 	sink    Sink
 	log     *zap.Logger
-	now     func() time.Time
-	metrics *metrics
-	bans    *banList
-	reg     *registry
+	// sinkErrLog logs ledger failures at most once a second, without a
+	// stack: when the spool is full every share fails alike.
+	sinkErrLog *zap.Logger
+	now        func() time.Time
+	metrics    *metrics
+	bans       *banList
+	reg        *registry
 
 	listeners []*listener
 	ready     chan struct{}
@@ -132,6 +136,9 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 	}
 	s := &Server{
 		builder: builder, source: source, sink: sink, log: log, now: o.now,
+		sinkErrLog: log.WithOptions(zap.AddStacktrace(zapcore.FatalLevel), zap.WrapCore(func(c zapcore.Core) zapcore.Core {
+			return zapcore.NewSamplerWithOptions(c, time.Second, 1, 0)
+		})),
 		bans:    newBanList(),
 		reg:     newRegistry(cfg.HashrateWindow),
 		ready:   make(chan struct{}),

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -711,4 +712,73 @@ func counterValue(m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+// TestPoolFaultRejectsNeverBan: shares refused because the ledger cannot
+// record them are the pool's trouble, so a miner sending nothing but good
+// work through a whole ban window is neither banned nor disconnected.
+func TestPoolFaultRejectsNeverBan(t *testing.T) {
+	cfg := testConfig()
+	cfg.Ban = BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50, Duration: time.Minute, MaxDuration: time.Hour, ForgetAfter: time.Hour}
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
+	e.sink.mu.Lock()
+	e.sink.shareErr = errors.New("spool full")
+	e.sink.mu.Unlock()
+	c := e.dial()
+	c.handshake("acct.rig1")
+	job := e.sink.lastJob()
+	for i := 0; i < 3*cfg.Ban.CheckShares; i++ {
+		r := c.call("mining.submit", "acct.rig1", job.ID, fmt.Sprintf("%08x", i), hex32(job.NTime), "00000000")
+		if code := errCode(t, r); code != 20 {
+			t.Fatalf("share %d: error code %d (%s), want 20 not recorded", i, code, r.raw)
+		}
+	}
+	if n := counterValue(e.s.metrics.closedByReason[ClosedBanned]); n != 0 {
+		t.Fatalf("%v connections closed as banned for the pool's own recording failures", n)
+	}
+	if r := c.call("mining.subscribe"); string(r.Error) != "null" {
+		t.Fatalf("connection unusable after not-recorded rejects: %s", r.raw)
+	}
+}
+
+// TestJobShareCapNeverBans: a miner left on one job until it hits the
+// per-job share cap gets stale rejects, but its work was good, so it is
+// not banned for them (the pool may be unable to publish a new job, for
+// instance while its ledger is full).
+func TestJobShareCapNeverBans(t *testing.T) {
+	cfg := testConfig()
+	cfg.Ban = BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50, Duration: time.Minute, MaxDuration: time.Hour, ForgetAfter: time.Hour}
+	cfg.QueueLength = 1 << 14
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
+	c := e.dial()
+	c.handshake("acct.rig1")
+	job := e.sink.lastJob()
+	const extra = 40
+	var lines strings.Builder
+	for i := 0; i < maxSharesPerJob+extra; i++ {
+		fmt.Fprintf(&lines, `{"id":%d,"method":"mining.submit","params":["acct.rig1",%q,"%08x","%08x","00000000"]}`+"\n",
+			1000+i, job.ID, i, job.NTime)
+	}
+	// Written while replies are read, so neither side's buffers fill up.
+	wrote := make(chan error, 1)
+	go func() { _, err := c.nc.Write([]byte(lines.String())); wrote <- err }()
+	stale := 0
+	for i := 0; i < maxSharesPerJob+extra; i++ {
+		r := c.replyTo(strconv.Itoa(1000 + i))
+		if string(r.Error) != "null" {
+			if code := errCode(t, r); code != 21 {
+				t.Fatalf("share %d: %s, want accepted or stale (21)", i, r.raw)
+			}
+			stale++
+		}
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if stale != extra {
+		t.Fatalf("%d stale rejects, want the %d past the cap", stale, extra)
+	}
+	if n := counterValue(e.s.metrics.closedByReason[ClosedBanned]); n != 0 {
+		t.Fatalf("%v connections banned for the per-job share cap", n)
+	}
 }

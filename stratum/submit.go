@@ -17,9 +17,13 @@ const maxFutureNTime = 7200
 type verdict struct {
 	reason RejectReason
 	msg    string // reply text for rejects
-	worker *connWorker
-	job    *work.Job
-	diff   float64
+	// poolFault marks rejects the miner did nothing wrong for (the ledger
+	// could not record the share, or the pool left it on one job too long):
+	// they never count towards a ban.
+	poolFault bool
+	worker    *connWorker
+	job       *work.Job
+	diff      float64
 }
 
 // submit validates one mining.submit, records it and replies. Order
@@ -45,8 +49,10 @@ func (c *conn) submit(m *Message) {
 	c.s.endSinkCall(ctx)
 	if err != nil {
 		c.s.metrics.sinkErrors.WithLabelValues("record_share").Inc()
-		c.log().Error("record share; rejecting it as not recorded", zap.Error(err))
-		v.reason, v.msg = RejectNotRecorded, "Share not recorded, please retry later"
+		// Sampled: with the spool full every share fails the same way, and
+		// the metric above already counts each one.
+		c.s.sinkErrLog.Error("record share; rejecting it as not recorded", zap.Uint64("conn", c.id), zap.Error(err))
+		v.reason, v.msg, v.poolFault = RejectNotRecorded, "Share not recorded, please retry later", true
 		c.rejectShare(m, &v, now, sc)
 		return
 	}
@@ -75,8 +81,7 @@ func (c *conn) rejectShare(m *Message, v *verdict, now time.Time, sc *scratch) {
 	c.s.sink.RecordReject(r)
 	msg := v.msg
 	c.reply(func(b []byte) []byte { return appendError(b, m.ID, v.reason.Code(), msg) })
-	// Not-recorded shares are the pool's fault, not the miner's.
-	if v.reason != RejectNotRecorded {
+	if !v.poolFault {
 		c.countForBan(false)
 	}
 }
@@ -189,7 +194,7 @@ func (c *conn) checkShare(m *Message, now time.Time, sc *scratch) (v verdict) {
 	}
 	if len(slot.dup) >= maxSharesPerJob {
 		c.mu.Unlock()
-		v.reason, v.msg = RejectStale, "Too many shares for this job, wait for the next one"
+		v.reason, v.msg, v.poolFault = RejectStale, "Too many shares for this job, wait for the next one", true
 		return v
 	}
 	if slot.dup == nil {
