@@ -475,8 +475,8 @@ func (s *Server) housekeeping() {
 	}
 }
 
-// shutdown stops accepting, interrupts every reader between messages and
-// waits for all goroutines.
+// shutdown stops accepting, tells every miner to reconnect, interrupts
+// every reader between messages and waits for all goroutines.
 func (s *Server) shutdown() {
 	s.closing.Store(true)
 	for _, l := range s.listeners {
@@ -484,6 +484,11 @@ func (s *Server) shutdown() {
 			l.ln.Close()
 		}
 	}
+	// client.reconnect without a host sends miners back to the URL they
+	// dialled: behind a load balancer they land on another instance at
+	// once instead of waiting out their own dead-pool timeout. Queued
+	// before readers stop, so it is flushed with everything else.
+	s.Reconnect("", "", 0, 0)
 	for _, c := range s.connList() {
 		// Wakes a blocked read; a reader busy with a message finishes it
 		// first, then sees closing and leaves.

@@ -680,7 +680,20 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("in-flight submit: %s", r.raw)
 	}
 	c.expectClosed()
-	idle.expectClosed()
+	// Every miner is told to reconnect (to the URL it dialled) before the
+	// connection closes.
+	var reconnects int
+	for _, m := range idle.expectClosed() {
+		if m.Method == "client.reconnect" {
+			if len(m.Params) != 0 {
+				t.Fatalf("shutdown reconnect names a host: %s", m.raw)
+			}
+			reconnects++
+		}
+	}
+	if reconnects != 1 {
+		t.Fatalf("idle miner got %d client.reconnect at shutdown, want 1", reconnects)
+	}
 	if err := <-e.done; err != nil {
 		t.Fatal(err)
 	}
