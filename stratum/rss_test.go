@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,4 +107,69 @@ func BenchmarkIdleConnectionRSS(b *testing.B) {
 		cmd.Wait()
 		e.stop()
 	}
+}
+
+// BenchmarkBroadcastRemoteClients sends one clean job to 18,000 ready
+// connections whose miners live in a child process that does not read
+// (so it takes no CPU from the server), and reports:
+//
+//   - broadcast_ms: Server.broadcast, what a new block waits for (every
+//     notify handed to the kernel);
+//   - write_floor_ms: the same number of bare non-blocking write(2) calls
+//     of the same line on the same sockets, split over the same cores:
+//     the kernel's share, which no server code can go below.
+func BenchmarkBroadcastRemoteClients(b *testing.B) {
+	const n = 18000
+	e := startServerLog(b, testConfig(), makeTemplate(100, mainnetBits, 3000, 1), zap.NewNop())
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), clientHelperEnv+"="+e.addr+","+strconv.Itoa(n))
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		b.Fatalf("client helper: %q %v", line, err)
+	}
+	eventually(b, func() bool { return e.s.Stats().Ready == n && e.s.Goroutines() == n+2 }, "%d ready connections", n)
+	cur := e.s.block.Load()
+	job := cur.job.job
+	line := appendNotify(nil, job.Notify(true))
+	conns := e.s.connList()
+	parts := runtime.GOMAXPROCS(0)
+	var bcast, floor time.Duration
+	for b.Loop() {
+		settle := func() {
+			for e.s.Goroutines() > n+2 { // writers still busy
+				time.Sleep(time.Millisecond)
+			}
+		}
+		entry := &jobEntry{job: job, gen: cur.gen, clean: line, refresh: line}
+		start := time.Now()
+		e.s.broadcast(entry, true)
+		bcast += time.Since(start)
+		settle()
+
+		start = time.Now()
+		var wg sync.WaitGroup
+		size := (len(conns) + parts - 1) / parts
+		for i := 0; i < len(conns); i += size {
+			part := conns[i:min(i+size, len(conns))]
+			wg.Go(func() {
+				for _, c := range part {
+					if _, err := tryWrite(c.raw, line); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		floor += time.Since(start)
+	}
+	b.ReportMetric(float64(bcast.Microseconds())/1000/float64(b.N), "broadcast_ms")
+	b.ReportMetric(float64(floor.Microseconds())/1000/float64(b.N), "write_floor_ms")
+	b.ReportMetric(float64(len(line)), "notify_bytes")
 }
