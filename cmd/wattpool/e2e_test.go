@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -17,7 +15,6 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/txscript/v2"
-	"github.com/btcsuite/btcd/wire/v2"
 	"go.uber.org/zap"
 
 	"github.com/wattpool/wattpool/internal/testenv"
@@ -54,7 +51,6 @@ func TestEndToEndRegtest(t *testing.T) {
 	b := testenv.StartBtcd(t)
 	const base = 440 // past segwit activation (432); the halving at 450 is ahead
 	hashes := b.Generate(t, base)
-	rpc := rpcOf(t, ctx, b)
 
 	// A legacy spend to P2WPKH and a witness spend of it: the first
 	// template carries both, so the pool must build the merkle branch and
@@ -72,10 +68,10 @@ func TestEndToEndRegtest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	legacy := spendP2PKHOutput(t, rpc.block(hashes[0]).Transactions[0], minerScript, key, wpkhScript)
-	witness := spendP2WPKHOutput(t, legacy, 0, key, minerScript)
-	rpc.send(legacy)
-	rpc.send(witness)
+	legacy := testenv.SpendP2PKH(t, b.Block(t, hashes[0]).Transactions[0], minerScript, key, wpkhScript, e2eFee)
+	witness := testenv.SpendP2WPKH(t, legacy, 0, key, minerScript, e2eFee)
+	b.SendTx(t, legacy)
+	b.SendTx(t, witness)
 	ours := map[chainhash.Hash]bool{legacy.TxHash(): true, witness.TxHash(): true}
 
 	// The payout: a P2TR address of a key of this test.
@@ -216,7 +212,7 @@ func TestEndToEndRegtest(t *testing.T) {
 		if sb.submitResult != "accepted" && !strings.HasPrefix(sb.submitResult, "accepted: ") {
 			t.Errorf("block %s at height %d: node verdict %q", hash, sb.height, sb.submitResult)
 		}
-		blk := rpc.block(hash) // fails the test when btcd does not have it
+		blk := b.Block(t, hash) // fails the test when btcd does not have it
 		info, err := client.GetBlockHeader(ctx, hash)
 		if err != nil {
 			t.Fatalf("getblockheader %s: %v", hash, err)
@@ -326,100 +322,4 @@ func storedBlocks(t *testing.T, ctx context.Context, dbURL string) map[chainhash
 		t.Fatal(err)
 	}
 	return out
-}
-
-// nodeRPC makes the raw calls the test needs on the regtest node.
-type nodeRPC struct {
-	t   *testing.T
-	ctx context.Context
-	b   *testenv.Btcd
-}
-
-func rpcOf(t *testing.T, ctx context.Context, b *testenv.Btcd) nodeRPC {
-	return nodeRPC{t: t, ctx: ctx, b: b}
-}
-
-// block fetches a block by hash (main or side chain: raw blocks need no
-// height) and decodes it.
-func (r nodeRPC) block(hash chainhash.Hash) *wire.MsgBlock {
-	r.t.Helper()
-	raw, err := r.b.Call(r.ctx, "getblock", hash.String(), 0)
-	if err != nil {
-		r.t.Fatalf("getblock %s: %v", hash, err)
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		r.t.Fatalf("getblock %s: %s: %v", hash, raw, err)
-	}
-	bs, err := hex.DecodeString(s)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	var blk wire.MsgBlock
-	if err := blk.Deserialize(bytes.NewReader(bs)); err != nil {
-		r.t.Fatalf("decode block %s: %v", hash, err)
-	}
-	if got := blk.BlockHash(); got != hash {
-		r.t.Fatalf("getblock %s returned block %s", hash, got)
-	}
-	return &blk
-}
-
-// send puts tx in the node's mempool.
-func (r nodeRPC) send(tx *wire.MsgTx) {
-	r.t.Helper()
-	var buf bytes.Buffer
-	if err := tx.Serialize(&buf); err != nil {
-		r.t.Fatal(err)
-	}
-	raw, err := r.b.Call(r.ctx, "sendrawtransaction", hex.EncodeToString(buf.Bytes()))
-	if err != nil {
-		r.t.Fatalf("sendrawtransaction %s: %v", tx.TxHash(), err)
-	}
-	var txid string
-	if err := json.Unmarshal(raw, &txid); err != nil || txid != tx.TxHash().String() {
-		r.t.Fatalf("sendrawtransaction answered %s (%v), want %s", raw, err, tx.TxHash())
-	}
-}
-
-// spendP2PKHOutput spends prev's output paying pkScript (key's P2PKH) to
-// one output paying to, leaving e2eFee.
-func spendP2PKHOutput(t *testing.T, prev *wire.MsgTx, pkScript []byte, key *btcec.PrivateKey, to []byte) *wire.MsgTx {
-	t.Helper()
-	for i, out := range prev.TxOut {
-		if !bytes.Equal(out.PkScript, pkScript) {
-			continue
-		}
-		hash := prev.TxHash()
-		tx := wire.NewMsgTx(2)
-		tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&hash, uint32(i)), nil, nil))
-		tx.AddTxOut(wire.NewTxOut(out.Value-e2eFee, to))
-		sig, err := txscript.SignatureScript(tx, 0, pkScript, txscript.SigHashAll, key, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tx.TxIn[0].SignatureScript = sig
-		return tx
-	}
-	t.Fatalf("transaction %s has no output paying %x", prev.TxHash(), pkScript)
-	return nil
-}
-
-// spendP2WPKHOutput spends output idx of prev (key's P2WPKH) with a
-// witness, leaving e2eFee.
-func spendP2WPKHOutput(t *testing.T, prev *wire.MsgTx, idx int, key *btcec.PrivateKey, to []byte) *wire.MsgTx {
-	t.Helper()
-	out := prev.TxOut[idx]
-	hash := prev.TxHash()
-	tx := wire.NewMsgTx(2)
-	tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&hash, uint32(idx)), nil, nil))
-	tx.AddTxOut(wire.NewTxOut(out.Value-e2eFee, to))
-	fetcher := txscript.NewCannedPrevOutputFetcher(out.PkScript, out.Value)
-	w, err := txscript.WitnessSignature(tx, txscript.NewTxSigHashes(tx, fetcher), 0, out.Value, out.PkScript,
-		txscript.SigHashAll, key, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx.TxIn[0].Witness = w
-	return tx
 }

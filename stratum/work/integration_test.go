@@ -3,8 +3,6 @@ package work_test
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -25,94 +23,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// chain wraps the regtest node with the few raw calls this test needs.
-type chain struct {
-	t   *testing.T
-	ctx context.Context
-	b   *testenv.Btcd
-}
-
-// block fetches a block by hash and decodes it with wire.
-func (c chain) block(hash chainhash.Hash) *wire.MsgBlock {
-	c.t.Helper()
-	raw, err := c.b.Call(c.ctx, "getblock", hash.String(), 0)
-	if err != nil {
-		c.t.Fatalf("getblock %s: %v", hash, err)
-	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		c.t.Fatalf("getblock %s: %s: %v", hash, raw, err)
-	}
-	b, err := hex.DecodeString(s)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	var blk wire.MsgBlock
-	if err := blk.Deserialize(bytes.NewReader(b)); err != nil {
-		c.t.Fatalf("decode block %s: %v", hash, err)
-	}
-	return &blk
-}
-
-// send broadcasts a transaction and checks the node reports its txid.
-func (c chain) send(tx *wire.MsgTx) {
-	c.t.Helper()
-	var buf bytes.Buffer
-	if err := tx.Serialize(&buf); err != nil {
-		c.t.Fatal(err)
-	}
-	raw, err := c.b.Call(c.ctx, "sendrawtransaction", hex.EncodeToString(buf.Bytes()))
-	if err != nil {
-		c.t.Fatalf("sendrawtransaction %s: %v", tx.TxHash(), err)
-	}
-	var txid string
-	if err := json.Unmarshal(raw, &txid); err != nil || txid != tx.TxHash().String() {
-		c.t.Fatalf("sendrawtransaction answered %s (%v), want %s", raw, err, tx.TxHash())
-	}
-}
-
 const fee = 10_000 // satoshis per test transaction
-
-// spendP2PKH spends the output of prev paying pkScript (a P2PKH of key)
-// to one output paying to.
-func spendP2PKH(t *testing.T, prev *wire.MsgTx, pkScript []byte, key *btcec.PrivateKey, to []byte) *wire.MsgTx {
-	t.Helper()
-	for i, out := range prev.TxOut {
-		if !bytes.Equal(out.PkScript, pkScript) {
-			continue
-		}
-		hash := prev.TxHash()
-		tx := wire.NewMsgTx(2)
-		tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&hash, uint32(i)), nil, nil))
-		tx.AddTxOut(wire.NewTxOut(out.Value-fee, to))
-		sig, err := txscript.SignatureScript(tx, 0, pkScript, txscript.SigHashAll, key, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tx.TxIn[0].SignatureScript = sig
-		return tx
-	}
-	t.Fatalf("transaction %s has no output paying %x", prev.TxHash(), pkScript)
-	return nil
-}
-
-// spendP2WPKH spends output idx of prev (a P2WPKH of key) with a witness.
-func spendP2WPKH(t *testing.T, prev *wire.MsgTx, idx int, key *btcec.PrivateKey, to []byte) *wire.MsgTx {
-	t.Helper()
-	out := prev.TxOut[idx]
-	hash := prev.TxHash()
-	tx := wire.NewMsgTx(2)
-	tx.AddTxIn(wire.NewTxIn(wire.NewOutPoint(&hash, uint32(idx)), nil, nil))
-	tx.AddTxOut(wire.NewTxOut(out.Value-fee, to))
-	fetcher := txscript.NewCannedPrevOutputFetcher(out.PkScript, out.Value)
-	witness, err := txscript.WitnessSignature(tx, txscript.NewTxSigHashes(tx, fetcher), 0, out.Value, out.PkScript,
-		txscript.SigHashAll, key, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tx.TxIn[0].Witness = witness
-	return tx
-}
 
 // TestMineBlockOnBtcd is the proof that jobs make real blocks: a btcd
 // regtest node past segwit activation gets a legacy and a witness
@@ -126,7 +37,6 @@ func TestMineBlockOnBtcd(t *testing.T) {
 	defer cancel()
 	params := &chaincfg.RegressionNetParams
 	b := testenv.StartBtcd(t)
-	c := chain{t: t, ctx: ctx, b: b}
 	client, err := node.NewClient(node.Config{Name: "btcd", URL: b.RPCURL, CAFile: b.CAFile, Timeout: 30 * time.Second}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -148,22 +58,22 @@ func TestMineBlockOnBtcd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	coinbase := func(height int) *wire.MsgTx { return c.block(hashes[height-1]).Transactions[0] }
+	coinbase := func(height int) *wire.MsgTx { return b.Block(t, hashes[height-1]).Transactions[0] }
 
 	// Fund the key's P2WPKH address and mine it.
-	toWitness := spendP2PKH(t, coinbase(1), minerScript, key, wpkhScript)
-	c.send(toWitness)
-	c.send(spendP2PKH(t, coinbase(2), minerScript, key, minerScript))
-	mined := c.block(b.Generate(t, 1)[0])
+	toWitness := testenv.SpendP2PKH(t, coinbase(1), minerScript, key, wpkhScript, fee)
+	b.SendTx(t, toWitness)
+	b.SendTx(t, testenv.SpendP2PKH(t, coinbase(2), minerScript, key, minerScript, fee))
+	mined := b.Block(t, b.Generate(t, 1)[0])
 	if len(mined.Transactions) != 3 {
 		t.Fatalf("funding block has %d transactions, want 3", len(mined.Transactions))
 	}
 
 	// The mempool now gets a witness spend and a legacy spend.
-	witnessSpend := spendP2WPKH(t, toWitness, 0, key, minerScript)
-	legacySpend := spendP2PKH(t, coinbase(3), minerScript, key, wpkhScript)
-	c.send(witnessSpend)
-	c.send(legacySpend)
+	witnessSpend := testenv.SpendP2WPKH(t, toWitness, 0, key, minerScript, fee)
+	legacySpend := testenv.SpendP2PKH(t, coinbase(3), minerScript, key, wpkhScript, fee)
+	b.SendTx(t, witnessSpend)
+	b.SendTx(t, legacySpend)
 	want := map[chainhash.Hash]bool{witnessSpend.TxHash(): true, legacySpend.TxHash(): true}
 
 	tpl := awaitTemplate(t, ctx, client, want)
@@ -241,7 +151,7 @@ func TestMineBlockOnBtcd(t *testing.T) {
 		t.Fatalf("best block %s, ours %s", best, hash)
 	}
 
-	got := c.block(hash)
+	got := b.Block(t, hash)
 	if uint32(got.Header.Version) != version {
 		t.Errorf("header version %08x, want rolled %08x", got.Header.Version, version)
 	}
