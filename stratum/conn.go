@@ -84,6 +84,12 @@ type conn struct {
 	// Reader-owned state.
 	malformed int
 	score     banScore
+	// While gather is set (the lines of one read are being handled),
+	// answers to submits are appended to replies and written together
+	// when the read's lines are done: a miner or proxy pipelining shares
+	// costs one write(2) per read rather than one per share.
+	gather  bool
+	replies *[]byte
 }
 
 // scratch is the per-share working memory handed to the Sink. It is pooled
@@ -215,8 +221,10 @@ func (c *conn) close(r CloseReason) {
 }
 
 // closeAfterFlush closes the socket once the queued messages (an error
-// reply, say) were written, or right away when nothing is queued.
+// reply, say) were written, or right away when nothing is queued. Only
+// the reader calls it; gathered answers are queued first.
 func (c *conn) closeAfterFlush(r CloseReason) {
+	c.flushReplies()
 	c.setReason(r)
 	c.wmu.Lock()
 	c.closeAfter = true
@@ -388,9 +396,24 @@ func (c *conn) writeLoop() {
 
 // reply queues a reply built into a pooled buffer.
 func (c *conn) reply(build func([]byte) []byte) {
+	if c.gather {
+		if c.replies == nil {
+			c.replies = c.s.getBuf()
+		}
+		*c.replies = build(*c.replies)
+		return
+	}
 	p := c.s.getBuf()
 	*p = build(*p)
 	c.send(*p, p, true)
+}
+
+// flushReplies sends the gathered answers, if any. Reader only.
+func (c *conn) flushReplies() {
+	if p := c.replies; p != nil {
+		c.replies = nil
+		c.send(*p, p, true)
+	}
 }
 
 // deadline returns the next read deadline and the reason it stands for.
@@ -460,6 +483,7 @@ func (c *conn) readLoop() {
 		}
 		ok := true
 		start := 0
+		c.gather = true
 		for ok && start < len(data) {
 			i := bytes.IndexByte(data[start:], '\n')
 			if i < 0 {
@@ -474,6 +498,8 @@ func (c *conn) readLoop() {
 			}
 			ok = c.handleLine(line, &msg)
 		}
+		c.gather = false
+		c.flushReplies()
 		rest := data[start:]
 		if ok && len(rest) > cfg.MaxLineLength {
 			c.lineTooLong(len(rest), cfg)

@@ -27,7 +27,19 @@ func (c *conn) handleLine(line []byte, m *Message) bool {
 	if len(line) == 0 {
 		return true
 	}
-	if err := ParseMessage(line, m); err != nil {
+	err := ParseMessage(line, m)
+	if err == nil && m.HasMethod && string(m.Method) == "mining.submit" {
+		c.submit(m) // its answer may be gathered with the read's others (see readLoop)
+		return c.reason.Load() == 0
+	}
+	// Everything else is answered in order with what the session sends on
+	// its own (a subscribe's answer before the first job), so answers
+	// gathered so far go out first and nothing is gathered meanwhile.
+	c.flushReplies()
+	gather := c.gather
+	c.gather = false
+	defer func() { c.gather = gather }()
+	if err != nil {
 		c.malformed++
 		cfg := c.s.cfg.Load()
 		c.reply(func(b []byte) []byte { return appendError(b, nullID, codeOther, err.Error()) })
@@ -42,8 +54,6 @@ func (c *conn) handleLine(line []byte, m *Message) bool {
 		return true // a reply to something we sent; nothing to do
 	}
 	switch string(m.Method) {
-	case "mining.submit":
-		c.submit(m)
 	case "mining.subscribe":
 		c.subscribe(m)
 	case "mining.authorize":
