@@ -10,7 +10,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/btcsuite/btcd/address/v2"
@@ -309,8 +311,26 @@ func printStatus(ctx context.Context, out io.Writer, a *app, n *demoNode) {
 	if st.Spool != nil {
 		spool = st.Spool.Records
 	}
-	fmt.Fprintf(out, "status: height %d, miners %d, %s, shares accepted %d, rejected %d, blocks found %d %v, spool depth %d\n",
-		h, st.Ready, formatHashrate(st.Hashrate), st.Shares.Accepted, st.Shares.Rejected, st.Blocks.Found, st.Blocks.ByResult, spool)
+	fmt.Fprintf(out, "status: height %d, miners %d, %s, shares accepted %d, rejected %d, blocks found %d%s, spool depth %d\n",
+		h, st.Ready, formatHashrate(st.Hashrate), st.Shares.Accepted, st.Shares.Rejected, st.Blocks.Found, verdicts(st.Blocks.ByResult), spool)
+}
+
+// verdicts renders the node's verdicts on found blocks as " (accepted 4,
+// rejected 1)", in a stable order, or "" when there are none.
+func verdicts(byResult map[string]int64) string {
+	if len(byResult) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(byResult))
+	for k := range byResult {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s %d", k, byResult[k])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }
 
 func blockCount(ctx context.Context, n *demoNode) (int64, error) {
