@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/wattpool/wattpool/stratum/work"
 )
 
 // TestAppendSubmitMatchesJSON: the hand-written submit encoding is byte
@@ -197,4 +201,46 @@ func FuzzParseAcceptedFast(f *testing.F) {
 			t.Fatalf("fast path read %q as id %d; encoding/json: %+v %v", line, id, raw, err)
 		}
 	})
+}
+
+// TestFastMinerBatchesShares: a fast miner with room for 8 unanswered
+// submits sends 8 valid shares in one write (one read gets them all), and
+// each is answered and counted.
+func TestFastMinerBatchesShares(t *testing.T) {
+	ln := listen(t)
+	m := startMiner(t, MinerConfig{Addr: ln.Addr().String(), User: "acct.batch", Fast: true, MaxInFlight: 8})
+	f := accept(t, ln)
+	f.handshake("1fffe000", "0a0b0c0d", 4)
+	if f.r.Buffered() != 0 {
+		t.Fatal("miner sent more than the handshake")
+	}
+	n := testNotify("b1", true)
+	f.send(`{"id":null,"method":"mining.set_difficulty","params":[%v]}`, diffEasy)
+	f.notify(n)
+	buf := make([]byte, 64<<10)
+	k, err := f.c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(buf[:k]), "\n"), "\n")
+	if len(lines) != 8 {
+		t.Fatalf("first write held %d lines, want 8 submits: %q", len(lines), lines)
+	}
+	for _, l := range lines {
+		var r wireReq
+		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Method != "mining.submit" {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		s := decodeSubmit(t, r)
+		hash, _ := hashOf(t, n, []byte{0x0a, 0x0b, 0x0c, 0x0d}, s, 0x1fffe000)
+		if target := work.TargetFromDiff(diffEasy); !target.Meets(&hash) {
+			t.Fatalf("batched share does not meet the target: %s", l)
+		}
+		f.reply(r, "true")
+	}
+	for deadline := time.Now().Add(safetyDeadline); m.Accepted() < 8; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 8 shares counted accepted", m.Accepted())
+		}
+	}
 }

@@ -153,6 +153,14 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 			return outSleep
 		}
 	}
+	// A fast miner with room for several unanswered submits sends the
+	// shares of one slice together, in one write, like a proxy relaying
+	// a batch of its devices' shares (paced and bad-share runs send one
+	// at a time).
+	batch := 1
+	if m.cfg.Fast && !paced && m.cfg.BadFraction == 0 {
+		batch = min(m.cfg.MaxInFlight-s.inflight, maxBatch)
+	}
 	aj, rolling, mask := s.job, s.rolling, s.mask
 	m.mu.Unlock()
 
@@ -165,6 +173,7 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 	en2 := en2buf[:aj.en2Size]
 	putEn2(en2, c.en2)
 	var found *shareRecord
+	var more []*shareRecord // shares after the first, when batching
 	done := 0
 	for done < budget {
 		var vbits uint32
@@ -176,10 +185,15 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 		hash := h.HeaderHash(aj.job, aj.en1, en2, aj.job.NTime, c.nonce, version)
 		done++
 		if aj.target.Meets(&hash) {
-			found = &shareRecord{
+			sh := &shareRecord{
 				job: aj, jobID: aj.job.ID, en2: append([]byte(nil), en2...),
 				ntime: aj.job.NTime, nonce: c.nonce, version: version, vbits: vbits,
 				hash: hash, isBlock: aj.job.NetworkTarget.Meets(&hash),
+			}
+			if found == nil {
+				found = sh
+			} else {
+				more = append(more, sh)
 			}
 		} else {
 			c.lowValid, c.lowEn2, c.lowNonce, c.lowVers, c.lowVBits = true, c.en2, c.nonce, version, vbits
@@ -189,7 +203,7 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 		if c.en2 != prevEn2 {
 			putEn2(en2, c.en2)
 		}
-		if found != nil {
+		if found != nil && 1+len(more) >= batch {
 			break
 		}
 	}
@@ -205,10 +219,31 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 		}
 		m.mu.Unlock()
 	}
-	if found != nil {
+	switch {
+	case len(more) > 0:
+		m.sendShares(s, append([]*shareRecord{found}, more...), rolling)
+	case found != nil:
 		m.submit(s, found, rolling)
 	}
 	return outAgain
+}
+
+// maxBatch bounds the shares sent in one write.
+const maxBatch = 64
+
+// sendShares writes several honest shares with one write.
+func (m *Miner) sendShares(s *session, shares []*shareRecord, rolling bool) {
+	var buf []byte
+	for _, sh := range shares {
+		id, err := m.register(s, reqSubmit, sh)
+		if err != nil {
+			return // the session ended; what was registered counts as lost
+		}
+		buf = appendSubmit(buf, id, m.cfg.User, sh.jobID, sh.en2, sh.ntime, sh.nonce, sh.vbits, rolling)
+	}
+	if err := m.write(s, buf); err != nil {
+		m.log.Debug("submit failed", zap.Error(err))
+	}
 }
 
 // expireLocked counts submits unanswered for SubmitTimeout as timed out and
