@@ -449,9 +449,6 @@ func (c *conn) readLoop() {
 	if c.raw != nil {
 		rr = newRawReader(c.raw, &c.s.readBufs)
 	}
-	// The message lives on this goroutine's stack, which is there anyway,
-	// rather than in every idle connection's heap object.
-	var msg Message
 	var pending []byte
 	for {
 		cfg := c.s.cfg.Load()
@@ -484,6 +481,11 @@ func (c *conn) readLoop() {
 		ok := true
 		start := 0
 		c.gather = true
+		// The message is pooled like the read buffer: an idle connection
+		// holds none, and this frame stays small, so that the handshake
+		// fits the 4 KiB stack an idle miner's goroutine keeps (a deeper
+		// one makes the runtime grow it to 8 KiB).
+		var msg *Message
 		for ok && start < len(data) {
 			i := bytes.IndexByte(data[start:], '\n')
 			if i < 0 {
@@ -496,10 +498,17 @@ func (c *conn) readLoop() {
 				ok = false
 				break
 			}
-			ok = c.handleLine(line, &msg)
+			if msg == nil {
+				msg = c.s.msgs.Get().(*Message)
+			}
+			ok = c.handleLine(line, msg)
 		}
 		c.gather = false
 		c.flushReplies()
+		if msg != nil {
+			*msg = Message{} // no references into the read buffer
+			c.s.msgs.Put(msg)
+		}
 		rest := data[start:]
 		if ok && len(rest) > cfg.MaxLineLength {
 			c.lineTooLong(len(rest), cfg)

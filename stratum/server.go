@@ -82,6 +82,7 @@ type Server struct {
 	scratch  sync.Pool
 	readBufs sync.Pool
 	calls    sync.Pool // *callCtx for RecordShare
+	msgs     sync.Pool // *Message, taken while a connection handles lines
 
 	gmu      sync.Mutex
 	gcond    *sync.Cond
@@ -150,6 +151,7 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 	s.hashers.New = func() any { return new(work.Hasher) }
 	s.scratch.New = func() any { return new(scratch) }
 	s.calls.New = func() any { return newCallCtx() }
+	s.msgs.New = func() any { return new(Message) }
 	s.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
 	s.bufs.New = func() any { b := make([]byte, 0, 256); return &b }
 	c := cfg

@@ -3,7 +3,6 @@ package stratum
 import (
 	"bytes"
 	"encoding/hex"
-	"encoding/json"
 	"math/bits"
 	"strconv"
 
@@ -205,6 +204,58 @@ func (c *conn) start() {
 	}
 }
 
+// configureExtensions returns mining.configure's extension names: an
+// array of strings (null counts as "", as encoding/json has it).
+func configureExtensions(v Value) ([]string, bool) {
+	var names []string
+	ok := true
+	err := v.elements(func(e Value) bool {
+		switch e.Kind {
+		case KindString:
+			name, good := e.Text()
+			names, ok = append(names, name), good
+		case KindNull:
+			names = append(names, "")
+		default:
+			ok = false
+		}
+		return ok
+	})
+	return names, ok && err == nil
+}
+
+// configureOptions returns the members of mining.configure's options
+// object the server reads, as encoding/json would decode them into
+// map[string]any (the last of duplicate keys wins): strings and numbers.
+// A number that is not a finite float64 makes the options bad. Absent or
+// null options are empty.
+func configureOptions(v Value) (map[string]any, bool) {
+	options := map[string]any{}
+	if v.Kind != KindObject {
+		return options, true
+	}
+	ok := true
+	err := v.members(func(key, val Value) bool {
+		name, good := key.Text()
+		if !good {
+			ok = false
+			return false
+		}
+		switch val.Kind {
+		case KindString:
+			s, good := val.Text()
+			options[name], ok = s, good
+		case KindNumber:
+			f, good := val.Float()
+			options[name], ok = f, good
+		default:
+			options[name] = nil // present, but of no type the server reads
+		}
+		return ok
+	})
+	return options, ok && err == nil
+}
+
 // configure answers BIP310 mining.configure.
 func (c *conn) configure(m *Message) {
 	exts, opts := m.Param(0), m.Param(1)
@@ -214,19 +265,17 @@ func (c *conn) configure(m *Message) {
 		})
 		return
 	}
-	var names []string
-	if err := json.Unmarshal(exts.Raw, &names); err != nil {
+	names, ok := configureExtensions(exts)
+	if !ok {
 		c.reply(func(b []byte) []byte {
 			return appendError(b, m.ID, codeOther, "mining.configure: extensions must be strings")
 		})
 		return
 	}
-	options := map[string]any{}
-	if opts.Kind == KindObject {
-		if err := json.Unmarshal(opts.Raw, &options); err != nil {
-			c.reply(func(b []byte) []byte { return appendError(b, m.ID, codeOther, "mining.configure: bad options") })
-			return
-		}
+	options, ok := configureOptions(opts)
+	if !ok {
+		c.reply(func(b []byte) []byte { return appendError(b, m.ID, codeOther, "mining.configure: bad options") })
+		return
 	}
 	cfg := c.s.cfg.Load()
 	res := []byte{'{'}
