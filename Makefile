@@ -5,7 +5,7 @@
 GO ?= go
 TEST_TIMEOUT ?= 20m
 
-.PHONY: demo test test-short vet fmt-check bench fuzz build tools clean
+.PHONY: demo test test-short vet fmt-check bench loadtest fuzz build tools clean
 
 ## demo: run the pool with a throw-away PostgreSQL and a btcd regtest node, with simulated miners
 demo: tools
@@ -30,6 +30,12 @@ fmt-check:
 ## bench: the Go benchmarks recorded in BENCHMARKS.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./stratum/... ./shares/...
+
+## loadtest: wattpool serve and minersim as separate processes on 127.0.0.1 (18,000
+## connections, ledger on a throw-away PostgreSQL); numbers in BENCHMARKS.md.
+## LOADTEST_RUN picks tests, WATTPOOL_LOADTEST_* tune them (see .ci/loadtest)
+loadtest: tools
+	@./.ci/loadtest
 
 ## fuzz: a short run of every fuzz target (FUZZTIME per target)
 FUZZTIME ?= 20s
