@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
-	"github.com/btcsuite/btcd/wire/v2"
 )
 
 // witnessCommitmentPrefix is OP_RETURN, a 36-byte push and the BIP141
@@ -74,20 +73,94 @@ func ParseTemplate(raw []byte, source string, now time.Time) (*Template, error) 
 	return t, nil
 }
 
-// fields is the decoded top level of a template: each value is decoded
-// separately so that an error can name its field.
+// fields is the top level of a template, each value as its JSON text: each
+// is decoded separately so that an error can name its field.
 type fields map[string]json.RawMessage
 
-func parseTemplate(raw []byte) (*Template, error) {
-	var f fields
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
+// scanTemplate splits the template's top-level object into its fields
+// (spans of raw, not copies) and, when the value of "transactions" is an
+// array, each element's fields. It is one pass over the text, which is held
+// to be valid JSON throughout as encoding/json would; like a decoded map, a
+// repeated key keeps its last value.
+func scanTemplate(raw []byte) (fields, []txFields, error) {
+	s := jsonScanner{b: raw}
+	if s.peek() != '{' {
+		v, err := s.value(0)
+		if err == nil {
+			err = s.end()
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("not a JSON object: %w", err)
+		}
+		return nil, nil, fmt.Errorf("not a JSON object: %s", clip(v))
 	}
-	if f == nil {
-		return nil, errors.New("not a JSON object: null")
+	f := make(fields, 32)
+	var txs []txFields
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		if err := s.end(); err != nil {
+			return nil, nil, fmt.Errorf("not a JSON object: %w", err)
+		}
+		return f, nil, nil
+	}
+	for {
+		if s.peek() != '"' {
+			return nil, nil, fmt.Errorf("not a JSON object: %w", s.syntaxError("looking for beginning of object key string"))
+		}
+		tok, escaped, err := s.str()
+		if err != nil {
+			return nil, nil, fmt.Errorf("not a JSON object: %w", err)
+		}
+		key := string(tok[1 : len(tok)-1])
+		if escaped {
+			if key, err = (jsonString{tok: tok, escaped: true}).decode(); err != nil {
+				return nil, nil, fmt.Errorf("not a JSON object: %w", err)
+			}
+		}
+		if err := s.expect(':', "after object key"); err != nil {
+			return nil, nil, fmt.Errorf("not a JSON object: %w", err)
+		}
+		var v []byte
+		if key == "transactions" && s.peek() == '[' {
+			v, txs, err = s.txList(2)
+		} else {
+			if key == "transactions" {
+				txs = nil
+			}
+			v, err = s.value(1)
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("not a JSON object: %w", err)
+		}
+		f[key] = v
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			if err := s.end(); err != nil {
+				return nil, nil, fmt.Errorf("not a JSON object: %w", err)
+			}
+			return f, txs, nil
+		default:
+			return nil, nil, fmt.Errorf("not a JSON object: %w", s.syntaxError("after object key:value pair"))
+		}
+	}
+}
+
+func parseTemplate(raw []byte) (*Template, error) {
+	f, txList, err := scanTemplate(raw)
+	if err != nil {
+		return nil, err
+	}
+	// Transactions are decoded first: that finishes checking the text is
+	// JSON (see decodeTxs), and a syntax error comes before field errors.
+	txs, txErr := f.transactions(txList)
+	if cc := (*controlCharError)(nil); errors.As(txErr, &cc) {
+		return nil, fmt.Errorf("not a JSON object: %w", cc)
 	}
 	t := &Template{}
-	var err error
 
 	if t.Height, err = f.int("height", true, 1, math.MaxInt32); err != nil {
 		return nil, err
@@ -141,9 +214,10 @@ func parseTemplate(raw []byte) (*Template, error) {
 	if t.SigOpLimit, err = f.int("sigoplimit", false, 0, math.MaxInt64); err != nil {
 		return nil, err
 	}
-	if t.Transactions, err = f.transactions(); err != nil {
-		return nil, err
+	if txErr != nil {
+		return nil, txErr
 	}
+	t.Transactions = txs
 	return t, nil
 }
 
@@ -366,99 +440,16 @@ func (f fields) witnessCommitment() ([]byte, error) {
 	}
 }
 
-// rawTx is one element of "transactions".
-type rawTx struct {
-	Data   *string          `json:"data"`
-	TxID   *string          `json:"txid"`
-	Hash   *string          `json:"hash"`
-	Fee    *json.RawMessage `json:"fee"`
-	SigOps *json.RawMessage `json:"sigops"`
-	Weight *json.RawMessage `json:"weight"`
-}
-
-func (f fields) transactions() ([]Transaction, error) {
+// transactions decodes the transaction list scanned by scanTemplate (nil
+// when "transactions" is not an array).
+func (f fields) transactions(list []txFields) ([]Transaction, error) {
 	if !f.present("transactions") {
 		return nil, errors.New("transactions: missing")
 	}
-	var raw []rawTx
-	if err := json.Unmarshal(f["transactions"], &raw); err != nil {
-		return nil, fmt.Errorf("transactions: not a list of transaction objects: %w", err)
+	if list == nil {
+		return nil, fmt.Errorf("transactions: not a list of transaction objects: %s", clip(f["transactions"]))
 	}
-	txs := make([]Transaction, len(raw))
-	seen := make(map[chainhash.Hash]int, len(raw))
-	for i := range raw {
-		tx, err := parseTx(&raw[i])
-		if err != nil {
-			return nil, fmt.Errorf("transactions[%d]: %w", i, err)
-		}
-		if j, dup := seen[tx.TxID]; dup {
-			return nil, fmt.Errorf("transactions[%d]: txid %s repeats transactions[%d]", i, tx.TxID, j)
-		}
-		seen[tx.TxID] = i
-		txs[i] = tx
-	}
-	return txs, nil
-}
-
-func parseTx(r *rawTx) (Transaction, error) {
-	var tx Transaction
-	if r.Data == nil {
-		return tx, errors.New("data: missing")
-	}
-	data, err := hex.DecodeString(*r.Data)
-	if err != nil {
-		return tx, fmt.Errorf("data: %w", err)
-	}
-	var msg wire.MsgTx
-	rd := bytes.NewReader(data)
-	if err := msg.Deserialize(rd); err != nil {
-		return tx, fmt.Errorf("data: not a transaction: %w", err)
-	}
-	if rd.Len() != 0 {
-		return tx, fmt.Errorf("data: %d bytes after the transaction", rd.Len())
-	}
-	if len(msg.TxIn) == 0 || len(msg.TxOut) == 0 {
-		return tx, fmt.Errorf("data: transaction has %d inputs and %d outputs", len(msg.TxIn), len(msg.TxOut))
-	}
-	tx.Data = data
-	tx.TxID = msg.TxHash()
-	tx.WTxID = msg.WitnessHash()
-
-	if r.TxID != nil {
-		id, err := parseHash("txid", *r.TxID)
-		if err != nil {
-			return tx, err
-		}
-		if id != tx.TxID {
-			return tx, fmt.Errorf("txid: node says %s, data hashes to %s", id, tx.TxID)
-		}
-	}
-	if r.Hash != nil {
-		h, err := parseHash("hash", *r.Hash)
-		if err != nil {
-			return tx, err
-		}
-		// Nodes older than segwit sent the txid as "hash" and no "txid".
-		if h != tx.WTxID && (r.TxID != nil || h != tx.TxID) {
-			return tx, fmt.Errorf("hash: node says %s, data hashes to wtxid %s", h, tx.WTxID)
-		}
-	}
-	if r.Fee != nil {
-		if tx.Fee, err = parseInt("fee", *r.Fee, 0, maxMoneySats); err != nil {
-			return tx, err
-		}
-	}
-	if r.SigOps != nil {
-		if tx.SigOps, err = parseInt("sigops", *r.SigOps, 0, math.MaxInt32); err != nil {
-			return tx, err
-		}
-	}
-	if r.Weight != nil {
-		if tx.Weight, err = parseInt("weight", *r.Weight, 0, math.MaxInt32); err != nil {
-			return tx, err
-		}
-	}
-	return tx, nil
+	return decodeTxs(list)
 }
 
 // clip shortens a raw JSON value for an error message.

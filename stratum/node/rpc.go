@@ -76,6 +76,109 @@ type rpcResponse struct {
 	Error  *RPCError       `json:"error"`
 }
 
+// readBody reads at most maxResponseBytes+1 bytes of body. With the length
+// the node announced it reads into one buffer of that size: io.ReadAll
+// grows its buffer by doubling, which for a full block's template means
+// some ten copies and twice the memory.
+func readBody(body io.Reader, contentLength int64) ([]byte, error) {
+	limited := io.LimitReader(body, maxResponseBytes+1)
+	if contentLength <= 0 || contentLength > maxResponseBytes {
+		return io.ReadAll(limited)
+	}
+	// bytes.Buffer wants bytes.MinRead free before each read, the last
+	// one (which sees EOF) included.
+	buf := bytes.NewBuffer(make([]byte, 0, contentLength+bytes.MinRead))
+	_, err := buf.ReadFrom(limited)
+	return buf.Bytes(), err
+}
+
+// decodeResponse decodes a JSON-RPC answer as json.Unmarshal into an
+// rpcResponse would (FuzzDecodeResponse compares them), but in one pass and
+// without copying the result: encoding/json validates, then decodes, then
+// copies a result of megabytes (a full block's template), which cost more
+// than parsing the template itself. Result aliases data.
+func decodeResponse(data []byte) (rpcResponse, error) {
+	var r rpcResponse
+	s := jsonScanner{b: data}
+	switch s.peek() {
+	case '{':
+	case 'n': // null: no result, no error
+		if _, err := s.literal("null"); err != nil {
+			return r, err
+		}
+		return r, s.end()
+	default:
+		v, err := s.value(0)
+		if err == nil {
+			err = s.end()
+		}
+		if err != nil {
+			return r, err
+		}
+		return r, fmt.Errorf("answer is not a JSON object: %s", clip(v))
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return r, s.end()
+	}
+	// Like encoding/json, a wrongly typed member does not stop the scan
+	// (a syntax error later wins) and keys match case-insensitively.
+	var typeErr error
+	for {
+		if s.peek() != '"' {
+			return r, s.syntaxError("looking for beginning of object key string")
+		}
+		tok, escaped, err := s.str()
+		if err != nil {
+			return r, err
+		}
+		key := tok[1 : len(tok)-1]
+		if escaped {
+			k, err := (jsonString{tok: tok, escaped: true}).decode()
+			if err != nil {
+				return r, err
+			}
+			key = []byte(k)
+		}
+		if err := s.expect(':', "after object key"); err != nil {
+			return r, err
+		}
+		v, err := s.value(1)
+		if err != nil {
+			return r, err
+		}
+		switch {
+		case bytes.EqualFold(key, []byte("result")):
+			r.Result = v
+		case bytes.EqualFold(key, []byte("error")):
+			switch {
+			case string(v) == "null":
+				r.Error = nil
+			case typeErr == nil:
+				// Into the same RPCError, as encoding/json does for a
+				// repeated key.
+				if r.Error == nil {
+					r.Error = new(RPCError)
+				}
+				typeErr = json.Unmarshal(v, r.Error)
+			}
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			if err := s.end(); err != nil {
+				return r, err
+			}
+			return r, typeErr
+		default:
+			return r, s.syntaxError("after object key:value pair")
+		}
+	}
+}
+
 // requestIDs numbers requests process-wide so node logs can be correlated.
 var requestIDs atomic.Uint64
 
@@ -107,7 +210,7 @@ func (c *Client) call(ctx context.Context, hc *http.Client, timeout time.Duratio
 		return nil, c.transportError(ctx, method, timeout, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
+	data, err := readBody(resp.Body, resp.ContentLength)
 	if err != nil {
 		return nil, c.transportError(ctx, method, timeout, fmt.Errorf("read response: %w", err))
 	}
@@ -128,8 +231,8 @@ func (c *Client) call(ctx context.Context, hc *http.Client, timeout time.Duratio
 	}
 	// Core answers RPC errors with HTTP 500 (404 for an unknown method) and
 	// a JSON body; decode the body whatever the status.
-	var r rpcResponse
-	if err := json.Unmarshal(data, &r); err != nil {
+	r, err := decodeResponse(data)
+	if err != nil {
 		return nil, c.errorf(method, "HTTP %d, undecodable answer %q: %w", resp.StatusCode, clip(data), err)
 	}
 	if r.Error != nil {
