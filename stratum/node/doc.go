@@ -20,10 +20,10 @@
 // the pool's first clean job. ParseTemplate therefore scans the text once in
 // place (jsonScanner, as strict as encoding/json), decodes all transaction
 // hex into one buffer, and hashes each transaction's bytes where they lie,
-// the txid over the spans without marker, flag and witnesses, in parallel
-// on large templates. The encoding/json and wire.MsgTx implementation it
-// replaced is kept in reference_test.go, and fuzz targets hold the two to
-// the same verdict and the same Template on any input.
+// the txid over the spans without marker, flag and witnesses. The
+// encoding/json and wire.MsgTx implementation it replaced is kept in
+// reference_test.go, and fuzz targets hold the two to the same verdict and
+// the same Template on any input.
 //
 // # getblocktemplate dialects
 //

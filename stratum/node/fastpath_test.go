@@ -238,8 +238,8 @@ func repeatAll(t testing.TB) []byte {
 	return encode(t, m)
 }
 
-// TestParseTemplateErrorOrder checks the parallel decoder reports the
-// error a sequential loop meets first, with the reference's words.
+// TestParseTemplateErrorOrder checks the error reported is the one the
+// reference meets first, in the reference's words.
 func TestParseTemplateErrorOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name string

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
-	"strings"
 	"testing"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
@@ -107,6 +106,25 @@ func synthTx(r *rand.Rand, kind int) *wire.MsgTx {
 	return tx
 }
 
+// witnessCommitment is the BIP141 commitment hash of a block with these
+// transactions: sha256d(witness merkle root || 32 zero bytes), the root
+// taken over the coinbase's all-zero wtxid and the transactions' wtxids.
+func witnessCommitment(wtxids []chainhash.Hash) []byte {
+	level := append([]chainhash.Hash{{}}, wtxids...)
+	for len(level) > 1 {
+		if len(level)%2 == 1 {
+			level = append(level, level[len(level)-1])
+		}
+		next := make([]chainhash.Hash, len(level)/2)
+		for i := range next {
+			next[i] = chainhash.DoubleHashH(append(level[2*i][:], level[2*i+1][:]...))
+		}
+		level = next
+	}
+	c := chainhash.DoubleHashH(append(level[0][:], make([]byte, 32)...))
+	return c[:]
+}
+
 // synthKinds weighs synthTx kinds like a 2020s mainnet block: mostly
 // P2WPKH and taproot spends, some legacy, a few consolidations and batches.
 var synthKinds = []int{0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 6}
@@ -114,7 +132,8 @@ var synthKinds = []int{0, 0, 1, 1, 1, 1, 1, 2, 2, 2, 3, 3, 4, 5, 6}
 // synthTemplate returns a getblocktemplate result with n valid, distinct
 // transactions of mixed shapes, deterministic for a seed. core selects the
 // dialect: Bitcoin Core (rules, full-script commitment, no maxtime) or btcd
-// (bare commitment hash, maxtime, coinbaseaux flags, no rules).
+// (bare commitment hash, maxtime, coinbaseaux flags, no rules). The witness
+// commitment is the real one, so work.Builder accepts the template.
 func synthTemplate(tb testing.TB, n int, seed uint64, core bool) []byte {
 	tb.Helper()
 	r := rand.New(rand.NewPCG(seed, 0x77617474706f6f6c))
@@ -128,6 +147,7 @@ func synthTemplate(tb testing.TB, n int, seed uint64, core bool) []byte {
 		Weight  int64  `json:"weight"`
 	}
 	txs := make([]jsonTx, n)
+	wtxids := make([]chainhash.Hash, n)
 	var fees int64
 	var buf bytes.Buffer
 	for i := range txs {
@@ -136,6 +156,7 @@ func synthTemplate(tb testing.TB, n int, seed uint64, core bool) []byte {
 		if err := tx.Serialize(&buf); err != nil {
 			tb.Fatal(err)
 		}
+		wtxids[i] = tx.WitnessHash()
 		base := tx.SerializeSizeStripped()
 		fee := int64(1 + r.IntN(50_000))
 		fees += fee
@@ -170,7 +191,7 @@ func synthTemplate(tb testing.TB, n int, seed uint64, core bool) []byte {
 		"transactions":      txs,
 		"version":           0x20000000,
 	}
-	commitment := strings.Repeat("5a", 32)
+	commitment := hex.EncodeToString(witnessCommitment(wtxids))
 	if core {
 		m["rules"] = []string{"csv", "!segwit", "taproot"}
 		m["vbavailable"] = map[string]int{}
