@@ -9,9 +9,14 @@ import (
 )
 
 // pacerTick is how often the pacer hands out submit tokens: at 20,000
-// shares/s that is 20 per tick, smooth enough that the pool sees a steady
-// stream rather than bursts.
-const pacerTick = time.Millisecond
+// shares/s that is 2 per tick, so the pool sees a steady stream rather
+// than bursts (with 20 per millisecond tick, the last share of a burst
+// waited for the 19 before it, on both sides).
+const pacerTick = 100 * time.Microsecond
+
+// pacerCatchUp is how much lateness of the ticker the pacer makes up for:
+// timers that fire late (a loaded machine) must not lower the rate.
+const pacerCatchUp = 2 * time.Millisecond
 
 // pacer limits a fast-mode fleet to a number of submits per second, spread
 // evenly over time: a miner takes a token before it grinds a share, and
@@ -33,8 +38,8 @@ func newPacer(rate float64) (*pacer, error) {
 	if math.IsNaN(rate) || math.IsInf(rate, 0) || rate <= 0 {
 		return nil, fmt.Errorf("fleet share rate %v/s: want a finite number > 0", rate)
 	}
-	// Two ticks' worth: a late tick is caught up, a long pause is not.
-	return &pacer{rate: rate, burst: max(1, 2*rate*pacerTick.Seconds())}, nil
+	// A late tick is caught up, a long pause is not.
+	return &pacer{rate: rate, burst: max(1, rate*pacerCatchUp.Seconds())}, nil
 }
 
 // take consumes a token, or puts m in line and reports false; the pacer

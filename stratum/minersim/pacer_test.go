@@ -10,7 +10,7 @@ import (
 // waits in line once however often it asks, and refill wakes waiting
 // miners first come first served, one per whole token.
 func TestPacerTokens(t *testing.T) {
-	p, err := newPacer(1000) // one per millisecond, burst 2
+	p, err := newPacer(1000) // one per millisecond, burst 2 (pacerCatchUp)
 	if err != nil {
 		t.Fatal(err)
 	}
