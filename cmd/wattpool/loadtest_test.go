@@ -517,9 +517,15 @@ func TestLoadIdleConnections(t *testing.T) {
 	ltRecord(t, "job broadcast to %d connections (pool metric, write(2) into every socket done): %d broadcasts, min %v median %v max %v mean %v (goal <= 20ms)",
 		n, len(took), took[0].Round(10*time.Microsecond), took[len(took)/2].Round(10*time.Microsecond),
 		took[len(took)-1].Round(10*time.Microsecond), (sum / time.Duration(len(took))).Round(10*time.Microsecond))
+	// Every miner stayed connected (the pool's view, before minersim stops
+	// and its sessions end).
+	end := pool.metrics(t)
+	if held, closed := ltSum(end, "wattpool_stratum_connections"), ltSum(end, "wattpool_stratum_connections_closed_total"); int(held) != n || closed != 0 {
+		t.Errorf("pool holds %v of %d connections after the broadcasts, %v closed", held, n, closed)
+	}
 	r := fleet.report(t, hold+time.Minute)
-	if r.Connected < n {
-		t.Errorf("%d of %d miners connected at the end", r.Connected, n)
+	if r.Connects != uint64(n) || r.ConnectFailures != 0 || r.AuthFailures != 0 {
+		t.Errorf("minersim: %d connects for %d miners, %d failed, %d auth failures", r.Connects, n, r.ConnectFailures, r.AuthFailures)
 	}
 	if min := uint64(n) * uint64(len(took)+1); r.Jobs < min {
 		t.Errorf("miners received %d jobs, want at least %d (the first job and every broadcast)", r.Jobs, min)
