@@ -457,7 +457,7 @@ func ltHistogram(before, after map[string]float64, name string) ltHist {
 }
 
 // ltJobEvery is how often wattpool serve sends a fresh job to every miner
-// (stratum.Default().RefreshInterval; serve does not change it).
+// (stratum.job_refresh_interval's default).
 const ltJobEvery = 30 * time.Second
 
 // TestLoadIdleConnections holds N idle, subscribed and authorized miners

@@ -74,6 +74,9 @@ type Config struct {
 	// VersionMask is the set of header version bits miners may roll
 	// (BIP310); 0 disables version rolling.
 	VersionMask uint32
+	// JobRefresh is how often miners get a fresh job (clean_jobs=false)
+	// on the same block, carrying the newest template's transactions.
+	JobRefresh time.Duration
 	// Groups map "account.worker" names (path.Match patterns) to worker
 	// groups, first match wins.
 	Groups []Group
@@ -138,6 +141,7 @@ func Defaults() File {
 		Stratum: StratumFile{
 			Extranonce2Size: 4,
 			VersionMask:     "1fffe000",
+			JobRefresh:      "30s",
 			Vardiff: VardiffFile{TargetInterval: "10s", RetargetInterval: "60s", RetargetShares: 30,
 				MaxFactor: 4, Tolerance: 0.3},
 			Listeners: []ListenerFile{{Name: "default", Addr: "0.0.0.0:3333", StartDiff: &start, MinDiff: &lo, MaxDiff: &hi}},

@@ -98,6 +98,7 @@ url = "postgres://wattpool:pw@db:5432/wattpool?sslmode=disable"
 migrate = true
 [stratum]
 extranonce2_size = 8
+job_refresh_interval = "15s"
 [stratum.vardiff]
 target_interval = "5s"
 retarget_interval = "30s"
@@ -127,6 +128,9 @@ addr = "off"
 	}
 	if len(c.Nodes) != 2 || c.Nodes[1].Name != "10.0.0.2:48332" || c.LongPoll || c.NodeTimeout != 5*time.Second {
 		t.Fatalf("nodes: %+v", c)
+	}
+	if c.JobRefresh != 15*time.Second {
+		t.Fatalf("job refresh %v, want 15s", c.JobRefresh)
 	}
 	want := []Listener{{"asic", ":3333", 65536, 4096, 1e9}, {"cpu", ":3334", 0.01, 0.0001, 16}}
 	if len(c.Listeners) != 2 || c.Listeners[0] != want[0] || c.Listeners[1] != want[1] {
@@ -244,10 +248,12 @@ payout_address = "` + mainP2PKH + `"
 urls = ["http://u:p@h:1"]
 timeout = "10"
 poll_interval = "fast"
+[stratum]
+job_refresh_interval = "500ms"
 [stratum.vardiff]
 target_interval = "-1s"
 `, want: []string{"node.timeout: \"10\" is not a duration", "node.poll_interval: \"fast\"",
-			"stratum.vardiff.target_interval: -1s is too short"}},
+			"stratum.vardiff.target_interval: -1s is too short", "stratum.job_refresh_interval: 500ms is too short"}},
 		{name: "bad env types", file: minimal, env: []string{"WATTPOOL_START_DIFF", "lots", "WATTPOOL_INSTANCE_ID", "x",
 			"WATTPOOL_DATABASE_MIGRATE", "yes please"},
 			want: []string{"stratum.listener[0].start_diff (from WATTPOOL_START_DIFF): \"lots\" is not a number",

@@ -62,6 +62,7 @@ type DatabaseFile struct {
 type StratumFile struct {
 	Extranonce2Size int            `toml:"extranonce2_size"`
 	VersionMask     string         `toml:"version_mask"`
+	JobRefresh      string         `toml:"job_refresh_interval"`
 	Vardiff         VardiffFile    `toml:"vardiff"`
 	Listeners       []ListenerFile `toml:"listener"`
 	Groups          []GroupFile    `toml:"group"`

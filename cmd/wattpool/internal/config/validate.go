@@ -150,6 +150,7 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 	} else if c.VersionMask = uint32(m); c.VersionMask != 0 && bits.OnesCount32(c.VersionMask) < 2 {
 		v.errorf("stratum.version_mask", "%08x leaves fewer than 2 bits to roll (\"0\" disables version rolling)", c.VersionMask)
 	}
+	c.JobRefresh = v.duration("stratum.job_refresh_interval", f.Stratum.JobRefresh, time.Second)
 	v.vardiff(f, c)
 	v.listeners(f, c)
 	for i, g := range f.Stratum.Groups {
