@@ -142,7 +142,7 @@ func (a *app) buildSink(ctx context.Context) error {
 	}
 	a.recorder, err = shares.New(shares.Config{Instance: cfg.Instance, SpoolDir: cfg.SpoolDir}, a.db,
 		a.log.Named("shares"), shares.WithRegisterer(a.reg), shares.WithSpoolLimit(cfg.SpoolLimit),
-		shares.WithSegmentSize(spoolSegmentSize(cfg.SpoolLimit)))
+		shares.WithSegmentSize(spoolSegmentSize(cfg.SpoolLimit)), spoolSyncOption(cfg.SpoolSync))
 	if err != nil {
 		return err
 	}
@@ -210,6 +210,15 @@ func (c failoverChain) Confirmations(ctx context.Context, hash chainhash.Hash) (
 		errs = append(errs, err)
 	}
 	return 0, errors.Join(errs...)
+}
+
+// spoolSyncOption turns instance.spool_sync_interval into the ledger's
+// fsync policy: 0 means an fsync per share before the miner is answered.
+func spoolSyncOption(d time.Duration) shares.Option {
+	if d == 0 {
+		return shares.WithSyncEveryRecord()
+	}
+	return shares.WithSyncInterval(d)
 }
 
 // stratumConfig maps the configuration onto the server's, keeping the

@@ -43,6 +43,7 @@ func restartNeeded(old, next *config.Config) []string {
 	diff("instance.id", old.InstanceID != next.InstanceID)
 	diff("instance.spool_dir", old.SpoolDir != next.SpoolDir)
 	diff("instance.spool_limit", old.SpoolLimit != next.SpoolLimit)
+	diff("instance.spool_sync_interval", old.SpoolSync != next.SpoolSync)
 	diff("instance.shutdown_timeout", old.ShutdownTimeout != next.ShutdownTimeout)
 	diff("log.format", old.LogFormat != next.LogFormat)
 	diff("bitcoin.network", old.Network != next.Network)

@@ -33,6 +33,10 @@ type Config struct {
 	// has been down for long) shares are refused and miners are told
 	// they were not recorded, rather than accepted and then lost.
 	SpoolLimit int64
+	// SpoolSync is how often the spool is fsynced (group commit): what
+	// a power loss may take of the shares already acknowledged. 0 fsyncs
+	// every share before the miner is answered.
+	SpoolSync time.Duration
 	// ShutdownTimeout bounds the graceful drain after SIGINT/SIGTERM.
 	ShutdownTimeout time.Duration
 
@@ -133,7 +137,7 @@ type Listener struct {
 func Defaults() File {
 	start, lo, hi := float64(DefaultStartDiff), float64(DefaultMinDiff), float64(DefaultMaxDiff)
 	return File{
-		Instance: InstanceFile{Name: "wattpool", ID: 0, SpoolDir: "spool", SpoolLimit: "4GiB", ShutdownTimeout: "30s"},
+		Instance: InstanceFile{Name: "wattpool", ID: 0, SpoolDir: "spool", SpoolLimit: "4GiB", SpoolSync: "20ms", ShutdownTimeout: "30s"},
 		Log:      LogFile{Level: "info", Format: "json"},
 		Bitcoin:  BitcoinFile{Network: "mainnet", PoolTag: "/wattpool/"},
 		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "10s", LongPoll: true},
@@ -149,6 +153,10 @@ func Defaults() File {
 		HTTP: HTTPFile{Addr: "127.0.0.1:8080"},
 	}
 }
+
+// MaxSpoolSync bounds instance.spool_sync_interval: the fsync interval is
+// the window of acknowledged shares a power loss may take.
+const MaxSpoolSync = time.Second
 
 // MinSpoolLimit is the smallest instance.spool_limit: room for a few
 // thousand shares and the jobs they belong to.

@@ -79,6 +79,7 @@ func TestParseFullFile(t *testing.T) {
 name = "pool-eu-1"
 id = 7
 spool_dir = "/var/lib/wattpool/spool"
+spool_sync_interval = "0s"
 shutdown_timeout = "45s"
 [log]
 level = "debug"
@@ -128,6 +129,9 @@ addr = "off"
 	}
 	if len(c.Nodes) != 2 || c.Nodes[1].Name != "10.0.0.2:48332" || c.LongPoll || c.NodeTimeout != 5*time.Second {
 		t.Fatalf("nodes: %+v", c)
+	}
+	if c.SpoolSync != 0 {
+		t.Fatalf("spool sync %v, want 0 (fsync every share)", c.SpoolSync)
 	}
 	if c.JobRefresh != 15*time.Second {
 		t.Fatalf("job refresh %v, want 15s", c.JobRefresh)
@@ -248,11 +252,13 @@ payout_address = "` + mainP2PKH + `"
 urls = ["http://u:p@h:1"]
 timeout = "10"
 poll_interval = "fast"
+[instance]
+spool_sync_interval = "2s"
 [stratum]
 job_refresh_interval = "500ms"
 [stratum.vardiff]
 target_interval = "-1s"
-`, want: []string{"node.timeout: \"10\" is not a duration", "node.poll_interval: \"fast\"",
+`, want: []string{"instance.spool_sync_interval: 2s is too long", "node.timeout: \"10\" is not a duration", "node.poll_interval: \"fast\"",
 			"stratum.vardiff.target_interval: -1s is too short", "stratum.job_refresh_interval: 500ms is too short"}},
 		{name: "bad env types", file: minimal, env: []string{"WATTPOOL_START_DIFF", "lots", "WATTPOOL_INSTANCE_ID", "x",
 			"WATTPOOL_DATABASE_MIGRATE", "yes please"},

@@ -24,6 +24,7 @@ type InstanceFile struct {
 	ID              int    `toml:"id"`
 	SpoolDir        string `toml:"spool_dir"`
 	SpoolLimit      string `toml:"spool_limit"`
+	SpoolSync       string `toml:"spool_sync_interval"`
 	ShutdownTimeout string `toml:"shutdown_timeout"`
 }
 

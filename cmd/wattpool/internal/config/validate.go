@@ -85,6 +85,9 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 	} else {
 		c.SpoolLimit = n
 	}
+	if c.SpoolSync = v.duration("instance.spool_sync_interval", f.Instance.SpoolSync, 0); c.SpoolSync > MaxSpoolSync {
+		v.errorf("instance.spool_sync_interval", "%v is too long (at most %v: it is what a power loss may take)", c.SpoolSync, MaxSpoolSync)
+	}
 	c.ShutdownTimeout = v.duration("instance.shutdown_timeout", f.Instance.ShutdownTimeout, time.Second)
 
 	// [log]
