@@ -147,40 +147,8 @@ func ParseMessage(line []byte, m *Message) error {
 	if s.i >= len(s.b) || s.b[s.i] != '{' {
 		return s.fail("a message must be a JSON object")
 	}
-	s.i++
-	s.ws()
-	if s.peek() == '}' {
-		s.i++
-	} else {
-		for {
-			s.ws()
-			key, err := s.value(1)
-			if err != nil {
-				return err
-			}
-			if key.Kind != KindString {
-				return s.fail("object key is not a string")
-			}
-			s.ws()
-			if s.peek() != ':' {
-				return s.fail("missing ':' after object key")
-			}
-			s.i++
-			s.ws()
-			if err := s.member(m, key); err != nil {
-				return err
-			}
-			s.ws()
-			c := s.peek()
-			s.i++
-			if c == '}' {
-				break
-			}
-			if c != ',' {
-				s.i--
-				return s.fail("missing ',' or '}' in object")
-			}
-		}
+	if err := s.object(func(key Value) error { return s.member(m, key) }); err != nil {
+		return err
 	}
 	s.ws()
 	if s.i != len(s.b) {
@@ -241,14 +209,7 @@ func (s *scanner) params(m *Message) error {
 		return nil
 	}
 	m.ParamsKind = KindArray
-	s.i++
-	s.ws()
-	if s.peek() == ']' {
-		s.i++
-		return nil
-	}
-	for {
-		s.ws()
+	return s.array("params", func() error {
 		v, err := s.value(2)
 		if err != nil {
 			return err
@@ -257,6 +218,24 @@ func (s *scanner) params(m *Message) error {
 			m.Params[m.NParams] = v
 		}
 		m.NParams++
+		return nil
+	})
+}
+
+// array scans an array whose '[' is at s.i. elem is called with s at each
+// element and must consume it; where names the array in errors.
+func (s *scanner) array(where string, elem func() error) error {
+	s.i++
+	s.ws()
+	if s.peek() == ']' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		if err := elem(); err != nil {
+			return err
+		}
 		s.ws()
 		c := s.peek()
 		s.i++
@@ -265,7 +244,49 @@ func (s *scanner) params(m *Message) error {
 		}
 		if c != ',' {
 			s.i--
-			return s.fail("missing ',' or ']' in params")
+			return s.fail("missing ',' or ']' in " + where)
+		}
+	}
+}
+
+// object scans an object whose '{' is at s.i. member is called with each
+// key (a string value) and s at the key's value, which it must consume.
+func (s *scanner) object(member func(key Value) error) error {
+	s.i++
+	s.ws()
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		s.ws()
+		if s.peek() != '"' {
+			return s.fail("object key is not a string")
+		}
+		start := s.i
+		esc, err := s.str()
+		if err != nil {
+			return err
+		}
+		key := Value{Kind: KindString, Raw: s.b[start:s.i], escaped: esc}
+		s.ws()
+		if s.peek() != ':' {
+			return s.fail("missing ':' after object key")
+		}
+		s.i++
+		s.ws()
+		if err := member(key); err != nil {
+			return err
+		}
+		s.ws()
+		c := s.peek()
+		s.i++
+		if c == '}' {
+			return nil
+		}
+		if c != ',' {
+			s.i--
+			return s.fail("missing ',' or '}' in object")
 		}
 	}
 }
@@ -322,63 +343,15 @@ func (s *scanner) value(depth int) (Value, error) {
 	case c == 'n':
 		return s.literal("null", KindNull)
 	case c == '[':
-		s.i++
-		s.ws()
-		if s.peek() == ']' {
-			s.i++
-			return Value{Kind: KindArray, Raw: s.b[start:s.i]}, nil
+		if err := s.array("array", func() error { _, err := s.value(depth + 1); return err }); err != nil {
+			return Value{}, err
 		}
-		for {
-			s.ws()
-			if _, err := s.value(depth + 1); err != nil {
-				return Value{}, err
-			}
-			s.ws()
-			c := s.peek()
-			s.i++
-			if c == ']' {
-				return Value{Kind: KindArray, Raw: s.b[start:s.i]}, nil
-			}
-			if c != ',' {
-				s.i--
-				return Value{}, s.fail("missing ',' or ']' in array")
-			}
-		}
+		return Value{Kind: KindArray, Raw: s.b[start:s.i]}, nil
 	case c == '{':
-		s.i++
-		s.ws()
-		if s.peek() == '}' {
-			s.i++
-			return Value{Kind: KindObject, Raw: s.b[start:s.i]}, nil
+		if err := s.object(func(Value) error { _, err := s.value(depth + 1); return err }); err != nil {
+			return Value{}, err
 		}
-		for {
-			s.ws()
-			if s.peek() != '"' {
-				return Value{}, s.fail("object key is not a string")
-			}
-			if _, err := s.str(); err != nil {
-				return Value{}, err
-			}
-			s.ws()
-			if s.peek() != ':' {
-				return Value{}, s.fail("missing ':' after object key")
-			}
-			s.i++
-			s.ws()
-			if _, err := s.value(depth + 1); err != nil {
-				return Value{}, err
-			}
-			s.ws()
-			c := s.peek()
-			s.i++
-			if c == '}' {
-				return Value{Kind: KindObject, Raw: s.b[start:s.i]}, nil
-			}
-			if c != ',' {
-				s.i--
-				return Value{}, s.fail("missing ',' or '}' in object")
-			}
-		}
+		return Value{Kind: KindObject, Raw: s.b[start:s.i]}, nil
 	case s.i >= len(s.b):
 		return Value{}, s.fail("unexpected end of input")
 	default:

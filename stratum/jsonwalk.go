@@ -10,37 +10,30 @@ import "errors"
 
 var errNotContainer = errors.New("value is not an array or object")
 
+// errStopWalk ends a walk early; it never leaves this file.
+var errStopWalk = errors.New("stop")
+
 // elements calls fn with every element of an array value, in order, until
 // fn returns false.
 func (v Value) elements(fn func(Value) bool) error {
 	if v.Kind != KindArray {
 		return errNotContainer
 	}
-	s := scanner{b: v.Raw, i: 1}
-	s.ws()
-	if s.peek() == ']' {
-		return nil
-	}
-	for {
-		s.ws()
+	s := scanner{b: v.Raw}
+	err := s.array("array", func() error {
 		e, err := s.value(2)
 		if err != nil {
 			return err
 		}
 		if !fn(e) {
-			return nil
+			return errStopWalk
 		}
-		s.ws()
-		c := s.peek()
-		s.i++
-		if c == ']' {
-			return nil
-		}
-		if c != ',' {
-			s.i--
-			return s.fail("missing ',' or ']' in array")
-		}
+		return nil
+	})
+	if err == errStopWalk {
+		return nil
 	}
+	return err
 }
 
 // members calls fn with every key (a string value) and value of an object
@@ -49,42 +42,19 @@ func (v Value) members(fn func(key, val Value) bool) error {
 	if v.Kind != KindObject {
 		return errNotContainer
 	}
-	s := scanner{b: v.Raw, i: 1}
-	s.ws()
-	if s.peek() == '}' {
-		return nil
-	}
-	for {
-		s.ws()
-		key, err := s.value(2)
-		if err != nil {
-			return err
-		}
-		if key.Kind != KindString {
-			return s.fail("object key is not a string")
-		}
-		s.ws()
-		if s.peek() != ':' {
-			return s.fail("missing ':' after object key")
-		}
-		s.i++
-		s.ws()
+	s := scanner{b: v.Raw}
+	err := s.object(func(key Value) error {
 		val, err := s.value(2)
 		if err != nil {
 			return err
 		}
 		if !fn(key, val) {
-			return nil
+			return errStopWalk
 		}
-		s.ws()
-		c := s.peek()
-		s.i++
-		if c == '}' {
-			return nil
-		}
-		if c != ',' {
-			s.i--
-			return s.fail("missing ',' or '}' in object")
-		}
+		return nil
+	})
+	if err == errStopWalk {
+		return nil
 	}
+	return err
 }
