@@ -311,8 +311,13 @@ func TestFleetSteadyWindow(t *testing.T) {
 	if st.Accepted == 0 || st.Accepted > rep.Accepted || st.Rejected > rep.Rejected {
 		t.Fatalf("steady %+v against whole run accepted %d rejected %d", st, rep.Accepted, rep.Rejected)
 	}
-	if st.Latency.Count > rep.Latency.Count || st.Latency.Count < st.Accepted+st.Rejected {
-		t.Errorf("steady latency samples %d: whole run %d, steady answers %d", st.Latency.Count, rep.Latency.Count, st.Accepted+st.Rejected)
+	// The counters are read one after the other while answers keep
+	// arriving, so the steady latency count and answer count may differ by
+	// the few answers that land between two reads; never by a whole window.
+	answers := st.Accepted + st.Rejected
+	slack := max(4, answers/100)
+	if st.Latency.Count > rep.Latency.Count || st.Latency.Count+slack < answers || st.Latency.Count > answers+slack {
+		t.Errorf("steady latency samples %d: whole run %d, steady answers %d", st.Latency.Count, rep.Latency.Count, answers)
 	}
 	if st.Elapsed <= 0 || st.Elapsed >= rep.Elapsed {
 		t.Errorf("steady elapsed %v, run %v", st.Elapsed, rep.Elapsed)
