@@ -31,14 +31,20 @@ const (
 
 var errShort = errors.New("record ends early")
 
-type shareRec struct {
-	Time                                    time.Time
+// origin is who found a share or a block and on which job: the fields
+// that, after the time, open both share and block records.
+type origin struct {
 	Instance, Account, Worker, Group, JobID string
-	Extranonce1, Extranonce2                []byte
-	NTime, Nonce, VersionBits, Version      uint32
-	Diff, Achieved                          float64
-	Hash                                    chainhash.Hash
-	IsBlock                                 bool
+}
+
+type shareRec struct {
+	Time time.Time
+	origin
+	Extranonce1, Extranonce2           []byte
+	NTime, Nonce, VersionBits, Version uint32
+	Diff, Achieved                     float64
+	Hash                               chainhash.Hash
+	IsBlock                            bool
 }
 
 type jobRec struct {
@@ -54,13 +60,13 @@ type jobRec struct {
 }
 
 type blockRec struct {
-	FoundAt                                 time.Time
-	Instance, Account, Worker, Group, JobID string
-	Height                                  int64
-	Hash                                    chainhash.Hash
-	CoinbaseSats                            int64
-	SubmitResult                            string
-	Accepted                                bool
+	FoundAt time.Time
+	origin
+	Height       int64
+	Hash         chainhash.Hash
+	CoinbaseSats int64
+	SubmitResult string
+	Accepted     bool
 }
 
 func putString(b []byte, s string) []byte {
@@ -79,7 +85,9 @@ func putF64(b []byte, v float64) []byte {
 	return binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
 }
 
-func appendShare(b []byte, s *stratum.Share, instance string) []byte {
+// appendOrigin writes the time and origin of a share, the opening of both
+// share and block records.
+func appendOrigin(b []byte, s *stratum.Share, instance string) []byte {
 	b = putU64(b, uint64(s.Time.UnixNano()))
 	b = putString(b, instance)
 	b = putString(b, s.Account)
@@ -89,7 +97,11 @@ func appendShare(b []byte, s *stratum.Share, instance string) []byte {
 	if s.Job != nil {
 		jobID = s.Job.ID
 	}
-	b = putString(b, jobID)
+	return putString(b, jobID)
+}
+
+func appendShare(b []byte, s *stratum.Share, instance string) []byte {
+	b = appendOrigin(b, s, instance)
 	b = putBytes(b, s.Extranonce1)
 	b = putBytes(b, s.Extranonce2)
 	b = putU32(b, s.NTime)
@@ -123,17 +135,7 @@ func appendJob(b []byte, j *work.Job, instance string) []byte {
 }
 
 func appendBlock(b []byte, fb *stratum.FoundBlock, instance string) []byte {
-	s := &fb.Share
-	b = putU64(b, uint64(s.Time.UnixNano()))
-	b = putString(b, instance)
-	b = putString(b, s.Account)
-	b = putString(b, s.Worker)
-	b = putString(b, s.Group)
-	jobID := ""
-	if s.Job != nil {
-		jobID = s.Job.ID
-	}
-	b = putString(b, jobID)
+	b = appendOrigin(b, &fb.Share, instance)
 	b = putU64(b, uint64(fb.Height))
 	b = append(b, fb.Hash[:]...)
 	b = putU64(b, uint64(fb.CoinbaseValue))
@@ -250,14 +252,20 @@ func (d *dec) done(what string) error {
 	return nil
 }
 
+// origin reads what appendOrigin wrote and returns the time.
+func (d *dec) origin(o *origin) time.Time {
+	t := time.Unix(0, int64(d.u64())).UTC()
+	o.Instance = d.str("instance")
+	o.Account = d.str("account")
+	o.Worker = d.str("worker")
+	o.Group = d.str("group")
+	o.JobID = d.str("job id")
+	return t
+}
+
 func decodeShare(p []byte, r *shareRec) error {
 	d := dec{b: p}
-	r.Time = time.Unix(0, int64(d.u64())).UTC()
-	r.Instance = d.str("instance")
-	r.Account = d.str("account")
-	r.Worker = d.str("worker")
-	r.Group = d.str("group")
-	r.JobID = d.str("job id")
+	r.Time = d.origin(&r.origin)
 	r.Extranonce1 = d.bytes("extranonce1")
 	r.Extranonce2 = d.bytes("extranonce2")
 	r.NTime, r.Nonce, r.VersionBits, r.Version = d.u32(), d.u32(), d.u32(), d.u32()
@@ -291,12 +299,7 @@ func decodeJob(p []byte, r *jobRec) error {
 
 func decodeBlock(p []byte, r *blockRec) error {
 	d := dec{b: p}
-	r.FoundAt = time.Unix(0, int64(d.u64())).UTC()
-	r.Instance = d.str("instance")
-	r.Account = d.str("account")
-	r.Worker = d.str("worker")
-	r.Group = d.str("group")
-	r.JobID = d.str("job id")
+	r.FoundAt = d.origin(&r.origin)
 	r.Height = int64(d.u64())
 	r.Hash = d.hash()
 	r.CoinbaseSats = int64(d.u64())
