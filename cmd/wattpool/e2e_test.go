@@ -56,18 +56,7 @@ func TestEndToEndRegtest(t *testing.T) {
 	// template carries both, so the pool must build the merkle branch and
 	// the witness commitment, and add both fees to the coinbase.
 	key := b.MiningKey
-	minerScript, err := txscript.PayToAddrScript(b.MiningAddress)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wpkh, err := address.NewAddressWitnessPubKeyHash(address.Hash160(key.PubKey().SerializeCompressed()), params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wpkhScript, err := txscript.PayToAddrScript(wpkh)
-	if err != nil {
-		t.Fatal(err)
-	}
+	minerScript, wpkhScript := b.MiningScripts(t)
 	legacy := testenv.SpendP2PKH(t, b.Block(t, hashes[0]).Transactions[0], minerScript, key, wpkhScript, e2eFee)
 	witness := testenv.SpendP2WPKH(t, legacy, 0, key, minerScript, e2eFee)
 	b.SendTx(t, legacy)

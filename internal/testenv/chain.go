@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/btcsuite/btcd/address/v2"
 	"github.com/btcsuite/btcd/btcec/v2"
+	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/txscript/v2"
 	"github.com/btcsuite/btcd/wire/v2"
@@ -102,4 +104,24 @@ func SpendP2WPKH(t testing.TB, prev *wire.MsgTx, idx int, key *btcec.PrivateKey,
 	}
 	tx.TxIn[0].Witness = w
 	return tx
+}
+
+// MiningScripts returns the output scripts of the mining key's regtest
+// P2PKH address (which `generate` pays) and of its P2WPKH address, for
+// tests that spend coinbases into a witness output and back.
+func (b *Btcd) MiningScripts(t testing.TB) (p2pkh, p2wpkh []byte) {
+	t.Helper()
+	p2pkh, err := txscript.PayToAddrScript(b.MiningAddress)
+	if err != nil {
+		t.Fatalf("testenv: P2PKH script: %v", err)
+	}
+	wpkh, err := address.NewAddressWitnessPubKeyHash(address.Hash160(b.MiningKey.PubKey().SerializeCompressed()),
+		&chaincfg.RegressionNetParams)
+	if err != nil {
+		t.Fatalf("testenv: P2WPKH address: %v", err)
+	}
+	if p2wpkh, err = txscript.PayToAddrScript(wpkh); err != nil {
+		t.Fatalf("testenv: P2WPKH script: %v", err)
+	}
+	return p2pkh, p2wpkh
 }

@@ -46,18 +46,7 @@ func TestMineBlockOnBtcd(t *testing.T) {
 	// 500 blocks: past segwit activation (432) with mature coinbases.
 	hashes := b.Generate(t, 500)
 	key := b.MiningKey
-	minerScript, err := txscript.PayToAddrScript(b.MiningAddress)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wpkhAddr, err := address.NewAddressWitnessPubKeyHash(address.Hash160(key.PubKey().SerializeCompressed()), params)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wpkhScript, err := txscript.PayToAddrScript(wpkhAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	minerScript, wpkhScript := b.MiningScripts(t)
 	coinbase := func(height int) *wire.MsgTx { return b.Block(t, hashes[height-1]).Transactions[0] }
 
 	// Fund the key's P2WPKH address and mine it.
