@@ -398,11 +398,10 @@ func (s *session) publish(ctx context.Context, t *Template) error {
 		s.seen = t
 	}
 
-	select {
-	case p.updates <- Update{Template: t, NewBlock: newBlock}:
-	case <-ctx.Done():
-		return nil
-	}
+	// The books are kept before the send so that whoever receives the
+	// update already sees it in the metrics (a test read them racing the
+	// increment); an update lost to shutdown is counted, which no one can
+	// observe any more.
 	p.mu.Lock()
 	p.last = t
 	p.mu.Unlock()
@@ -414,6 +413,10 @@ func (s *session) publish(ctx context.Context, t *Template) error {
 			zap.Stringer("prev", t.PrevHash), zap.Int("txs", len(t.Transactions)))
 	}
 	p.metrics.updates.WithLabelValues(kind).Inc()
+	select {
+	case p.updates <- Update{Template: t, NewBlock: newBlock}:
+	case <-ctx.Done():
+	}
 	return nil
 }
 
