@@ -118,6 +118,12 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
+// testTimeout bounds the calls a test expects to be answered: far above
+// any answer time of a local server, even on a loaded machine under
+// -race, so that only a hang fails them. Tests of the timeout itself set
+// their own short one and wait for it to expire.
+const testTimeout = 30 * time.Second
+
 func newTestClient(t testing.TB, url string, timeout time.Duration) *Client {
 	t.Helper()
 	c, err := NewClient(Config{Name: "n1", URL: url, Timeout: timeout}, zaptest.NewLogger(t))
@@ -180,14 +186,14 @@ func TestClientErrors(t *testing.T) {
 		is      error
 		wantErr string
 	}{
-		{"empty 200", func() error { _, err := c.call(ctx, c.query, time.Second, "empty"); return err }, ErrEmptyResponse, "node n1: empty: empty response body (HTTP 200)"},
-		{"malformed JSON", func() error { _, err := c.call(ctx, c.query, time.Second, "garbage"); return err }, nil, "undecodable answer"},
-		{"no result", func() error { _, err := c.call(ctx, c.query, time.Second, "noresult"); return err }, nil, "answer has no result"},
-		{"HTML error page", func() error { _, err := c.call(ctx, c.query, time.Second, "html502"); return err }, nil, "HTTP 502, undecodable answer"},
-		{"403", func() error { _, err := c.call(ctx, c.query, time.Second, "forbidden"); return err }, nil, "rpcallowip"},
+		{"empty 200", func() error { _, err := c.call(ctx, c.query, testTimeout, "empty"); return err }, ErrEmptyResponse, "node n1: empty: empty response body (HTTP 200)"},
+		{"malformed JSON", func() error { _, err := c.call(ctx, c.query, testTimeout, "garbage"); return err }, nil, "undecodable answer"},
+		{"no result", func() error { _, err := c.call(ctx, c.query, testTimeout, "noresult"); return err }, nil, "answer has no result"},
+		{"HTML error page", func() error { _, err := c.call(ctx, c.query, testTimeout, "html502"); return err }, nil, "HTTP 502, undecodable answer"},
+		{"403", func() error { _, err := c.call(ctx, c.query, testTimeout, "forbidden"); return err }, nil, "rpcallowip"},
 		{"syncing", func() error { _, err := c.GetBlockTemplate(ctx, ""); return err }, ErrNodeSyncing, "rpc error -10: Bitcoin is downloading blocks..."},
 		{"rpc error", func() error { _, err := c.GetBlockHash(ctx, 99); return err }, nil, "node n1: getblockhash: rpc error -8: Block height out of range"},
-		{"unknown method", func() error { _, err := c.call(ctx, c.query, time.Second, "nosuch"); return err }, nil, "rpc error -32601"},
+		{"unknown method", func() error { _, err := c.call(ctx, c.query, testTimeout, "nosuch"); return err }, nil, "rpc error -32601"},
 		{"bad result type", func() error { _, err := c.GetBlockCount(ctx); return err }, nil, "is not an integer"},
 	}
 	for _, tc := range tests {
@@ -241,7 +247,7 @@ func TestClientUnreachableAndTimeout(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	url := strings.Replace(dead.URL, "http://", "http://u:p@", 1)
 	dead.Close()
-	c2 := newTestClient(t, url, time.Second)
+	c2 := newTestClient(t, url, testTimeout)
 	if _, err := c2.GetBlockCount(context.Background()); err == nil || !strings.Contains(err.Error(), "node unreachable") {
 		t.Fatalf("unreachable error %v", err)
 	}
@@ -374,7 +380,7 @@ func TestClientSubmitVerdicts(t *testing.T) {
 			if tc.header != nil {
 				n.handle("getblockheader", tc.header)
 			}
-			c := newTestClient(t, n.url(), time.Second)
+			c := newTestClient(t, n.url(), testTimeout)
 			res, err := c.SubmitBlock(context.Background(), block)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err %v, wantErr %v", err, tc.wantErr)
@@ -418,7 +424,7 @@ func TestClientQueries(t *testing.T) {
 	})
 	n.answer("getblockcount", 7)
 	n.answer("getblockheader", map[string]any{"hash": g.String(), "height": 0, "confirmations": 8, "time": 1296688602})
-	c := newTestClient(t, n.url(), time.Second)
+	c := newTestClient(t, n.url(), testTimeout)
 	ctx := context.Background()
 	if h, err := c.GetBestBlockHash(ctx); err != nil || h != g {
 		t.Fatalf("best %s %v", h, err)
@@ -505,7 +511,7 @@ func TestClientHTTPSWithCAFile(t *testing.T) {
 	if h, err := c.GetBlockCount(context.Background()); err != nil || h != 3 {
 		t.Fatalf("count over TLS: %d %v", h, err)
 	}
-	noCA := newTestClient(t, url, time.Second)
+	noCA := newTestClient(t, url, testTimeout)
 	if _, err := noCA.GetBlockCount(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("without CA file: %v", err)
 	}

@@ -195,7 +195,7 @@ func TestBtcdSubmitBlock(t *testing.T) {
 	t.Run("undecodable", func(t *testing.T) {
 		// Through the raw call path: btcd answers -22 for bytes that are
 		// no block, which SubmitBlock maps to rejected.
-		_, err := c.call(ctx, c.submit, time.Second, "submitblock", "00")
+		_, err := c.call(ctx, c.submit, c.timeout, "submitblock", "00")
 		if !isRPCCode(err, rpcDeserialization) {
 			t.Fatalf("btcd answer to undecodable block: %v", err)
 		}

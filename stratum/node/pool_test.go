@@ -152,7 +152,7 @@ func serveChain(n *fakeNode, fc *fakeChain) {
 func newChainNode(t *testing.T, name string, fc *fakeChain) (*fakeNode, *Client) {
 	n := newFakeNode(t)
 	serveChain(n, fc)
-	c, err := NewClient(Config{Name: name, URL: n.url(), Timeout: 5 * time.Second}, zaptest.NewLogger(t))
+	c, err := NewClient(Config{Name: name, URL: n.url(), Timeout: testTimeout}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestPoolSubmitBlock(t *testing.T) {
 		n := newFakeNode(t)
 		n.handle("submitblock", func([]json.RawMessage) (any, *RPCError) { return submit, rpcErr })
 		n.answer("getblockheader", map[string]any{"hash": hash.String(), "height": 0, "confirmations": 1, "time": 1})
-		c, err := NewClient(Config{Name: name, URL: n.url(), Timeout: 5 * time.Second}, zaptest.NewLogger(t))
+		c, err := NewClient(Config{Name: name, URL: n.url(), Timeout: testTimeout}, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
