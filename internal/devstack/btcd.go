@@ -3,6 +3,7 @@ package devstack
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -28,7 +29,8 @@ type BtcdOptions struct {
 	// RPCPort and P2PPort are ports on 127.0.0.1; 0 picks free ones.
 	RPCPort, P2PPort int
 	// RPCUser and RPCPass authenticate RPC calls; empty picks "wattpool"
-	// and a fixed test password.
+	// and a random password of this node's own, so that a node that lost
+	// its port to another one started in parallel is not mistaken for it.
 	RPCUser, RPCPass string
 	// TLS serves RPC over HTTPS with btcd's self-signed certificate
 	// (written to Dir/rpc.cert).
@@ -80,7 +82,17 @@ var (
 	btcdBinErr  error
 )
 
-// StartBtcd starts a regtest node and waits until its RPC answers.
+// startAttempts is how often a start is tried with fresh ports when the
+// server exits during start-up on ports picked by FreePort: another process
+// can take such a port between FreePort and the server's bind.
+const startAttempts = 3
+
+// errExitedDuringStartup marks a server that exited before it answered.
+var errExitedDuringStartup = errors.New("exited during start-up")
+
+// StartBtcd starts a regtest node and waits until its RPC answers. Ports
+// left 0 are picked free; if the node exits during start-up on them (lost
+// to another process in the meantime) it is started again on new ones.
 func StartBtcd(ctx context.Context, opts BtcdOptions) (*Btcd, error) {
 	if opts.Dir == "" {
 		return nil, errors.New("start btcd: no directory given")
@@ -90,15 +102,35 @@ func StartBtcd(ctx context.Context, opts BtcdOptions) (*Btcd, error) {
 		return nil, err
 	}
 	if opts.RPCUser == "" {
-		opts.RPCUser, opts.RPCPass = "wattpool", "regtest-only-password"
-	}
-	for _, port := range []*int{&opts.RPCPort, &opts.P2PPort} {
-		if *port == 0 {
-			if *port, err = FreePort(); err != nil {
-				return nil, err
-			}
+		opts.RPCUser = "wattpool"
+		if opts.RPCPass == "" {
+			opts.RPCPass = rand.Text()
 		}
 	}
+	pickPorts := opts.RPCPort == 0 || opts.P2PPort == 0
+	var errs []error
+	for attempt := 1; ; attempt++ {
+		o := opts
+		for _, port := range []*int{&o.RPCPort, &o.P2PPort} {
+			if *port == 0 {
+				if *port, err = freePort(); err != nil {
+					return nil, err
+				}
+			}
+		}
+		b, err := startBtcd(ctx, bin, o)
+		if err == nil {
+			return b, nil
+		}
+		errs = append(errs, err)
+		if !pickPorts || attempt == startAttempts || !errors.Is(err, errExitedDuringStartup) {
+			return nil, errors.Join(errs...)
+		}
+	}
+}
+
+// startBtcd starts one btcd process on the ports of opts.
+func startBtcd(ctx context.Context, bin string, opts BtcdOptions) (*Btcd, error) {
 	if err := os.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("start btcd: %w", err)
 	}
@@ -165,7 +197,8 @@ func (b *Btcd) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-b.exited:
-			return fmt.Errorf("btcd exited during start-up (see %s): %v", filepath.Join(b.opts.Dir, "logs"), lastErr)
+			return fmt.Errorf("btcd (RPC port %d, P2P port %d) %w (see %s): %v", b.opts.RPCPort, b.opts.P2PPort,
+				errExitedDuringStartup, filepath.Join(b.opts.Dir, "logs"), lastErr)
 		case <-ctx.Done():
 			return fmt.Errorf("start btcd: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):

@@ -15,3 +15,6 @@ func FreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// freePort is FreePort; tests replace it to hand out a port that is taken.
+var freePort = FreePort

@@ -112,15 +112,25 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 			return nil, err
 		}
 	}
-	if p.opts.Port == 0 {
-		if p.opts.Port, err = FreePort(); err != nil {
-			return nil, err
+	// A port picked here can be taken by another process before the
+	// server binds it: the server then exits, and gets a new port.
+	pickPort := p.opts.Port == 0
+	var errs []error
+	for attempt := 1; ; attempt++ {
+		if pickPort {
+			if p.opts.Port, err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+		err := p.Start(ctx)
+		if err == nil {
+			return p, nil
+		}
+		errs = append(errs, err)
+		if !pickPort || attempt == startAttempts || !errors.Is(err, errExitedDuringStartup) {
+			return nil, errors.Join(errs...)
 		}
 	}
-	if err := p.Start(ctx); err != nil {
-		return nil, err
-	}
-	return p, nil
 }
 
 // postgresUser looks up the unprivileged account PostgreSQL runs as when we
@@ -214,15 +224,14 @@ func (p *Postgres) Start(ctx context.Context) error {
 	p.cmd, p.exited = cmd, exited
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		conn, err := pgx.Connect(ctx, p.AdminURL())
+		err := p.ping(ctx)
 		if err == nil {
-			_ = conn.Close(ctx)
 			return nil
 		}
 		select {
 		case <-exited:
 			p.cmd = nil
-			return fmt.Errorf("postgres exited during start-up (port %d, dir %s); see its log", p.opts.Port, p.opts.Dir)
+			return fmt.Errorf("postgres (port %d, dir %s) %w; see its log: %v", p.opts.Port, p.opts.Dir, errExitedDuringStartup, err)
 		case <-ctx.Done():
 			p.stopLocked()
 			return fmt.Errorf("start postgres: %w", ctx.Err())
@@ -233,6 +242,26 @@ func (p *Postgres) Start(ctx context.Context) error {
 			return fmt.Errorf("postgres did not accept connections within 60 s: %w", err)
 		}
 	}
+}
+
+// ping connects to the port and checks that the server there is this
+// cluster: clusters of parallel test processes share the superuser and
+// trust authentication, so one that took this cluster's port would
+// otherwise be taken for it while this one exits.
+func (p *Postgres) ping(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, p.AdminURL())
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var dataDir string
+	if err := conn.QueryRow(ctx, "SHOW data_directory").Scan(&dataDir); err != nil {
+		return fmt.Errorf("ask the server on port %d for its data directory: %w", p.opts.Port, err)
+	}
+	if filepath.Clean(dataDir) != p.dataDir() {
+		return fmt.Errorf("port %d is served by another cluster (data directory %s, not %s)", p.opts.Port, dataDir, p.dataDir())
+	}
+	return nil
 }
 
 // Stop shuts the server down (fast mode) and waits for it to exit.
