@@ -27,6 +27,9 @@ type Stats struct {
 	SharesRejected map[string]uint64 `json:"shares_rejected"`
 	BlocksFound    uint64            `json:"blocks_found"`
 	BannedIPs      int               `json:"banned_ips"`
+	// ParkedSessions counts sessions of closed connections that miners
+	// can still resume.
+	ParkedSessions int `json:"parked_sessions"`
 }
 
 // ConnInfo describes one open connection.
@@ -40,6 +43,9 @@ type ConnInfo struct {
 	Difficulty  float64   `json:"difficulty"`
 	VersionMask string    `json:"version_mask,omitempty"`
 	ConnectedAt time.Time `json:"connected_at"`
+	// Resumed is true when the miner took over a parked session (same
+	// extranonce1 as its previous connection).
+	Resumed bool `json:"resumed,omitempty"`
 }
 
 // Workers returns every known worker, sorted by account and worker.
@@ -66,6 +72,9 @@ func (s *Server) Stats() Stats {
 			st.JobID, st.NetworkDiff = b.job.job.ID, b.job.job.NetworkDiff
 		}
 	}
+	s.mu.Lock()
+	st.ParkedSessions = len(s.sessions.parked)
+	s.mu.Unlock()
 	for _, c := range s.connList() {
 		st.Connections++
 		c.mu.Lock()
@@ -86,6 +95,7 @@ func (s *Server) Connections() []ConnInfo {
 		ci := ConnInfo{
 			ID: c.id, Listener: c.l.cfg.Load().Name, Remote: c.remote, UserAgent: c.userAgent,
 			Extranonce1: hex.EncodeToString(c.en1[:]), Difficulty: c.vd.Difficulty(), ConnectedAt: c.connectedAt,
+			Resumed: c.resumed,
 		}
 		if c.rolling {
 			ci.VersionMask = fmt.Sprintf("%08x", c.mask)
@@ -179,7 +189,8 @@ var ErrNotReloadable = errors.New("settings need a restart")
 
 // Reload applies a new configuration to the running server: listener
 // difficulty ranges, vardiff, version mask, timeouts, queue and line
-// limits, ban policy, groups and the refresh interval. Instance,
+// limits, ban policy, groups, the refresh interval and session resume
+// (a lowered MaxParkedSessions evicts at the next housekeeping). Instance,
 // InstanceID, Extranonce2Size, JobWindow, HashrateWindow and listener
 // names and addresses need a restart: changes to them are reported in an
 // error wrapping ErrNotReloadable and otherwise ignored.

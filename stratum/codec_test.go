@@ -166,6 +166,8 @@ func TestHexHelpers(t *testing.T) {
 func FuzzParseMessage(f *testing.F) {
 	for _, s := range []string{
 		`{"id":1,"method":"mining.subscribe","params":["cgminer/4.10"]}`,
+		`{"id":1,"method":"mining.subscribe","params":["bmminer/2.0.0","07a1b2c3d4e5f607"]}`,
+		`{"id":1,"method":"mining.subscribe","params":["cgminer/4.10",null]}`,
 		`{"id":"a","method":"mining.submit","params":["a.w","1","00000000","00000000","00000000","00000000"]}`,
 		`{"id":null,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"ffffffff"}]}`,
 		`{"id":1,"method":"m","params":{"x":1}}`,

@@ -67,6 +67,16 @@ type Config struct {
 	// Groups map workers to worker groups; the first matching rule wins
 	// (reloadable).
 	Groups []GroupRule
+	// SessionResumeWindow is how long a dropped connection's session stays
+	// parked, so that firmware reconnecting with mining.subscribe
+	// ["agent", "<session id>"] gets its extranonce1 back and its
+	// in-flight shares are still judged against the jobs, difficulties
+	// and duplicates of the old connection. 0 disables resume
+	// (reloadable).
+	SessionResumeWindow time.Duration
+	// MaxParkedSessions caps the parked sessions; parking one more evicts
+	// the oldest. 0 disables resume (reloadable).
+	MaxParkedSessions int
 }
 
 // ListenerConfig is one port.
@@ -143,6 +153,13 @@ func Default() Config {
 		HashrateWindow:     10 * time.Minute,
 		SinkTimeout:        10 * time.Second,
 		BlockSubmitTimeout: 60 * time.Second,
+		// ckpool's window: firmware reconnects within seconds to a few
+		// minutes, and by ten minutes a new block has more likely than
+		// not made every parked job stale.
+		SessionResumeWindow: 10 * time.Minute,
+		// More than the 18,000 connections one instance is sized for, so
+		// a pool-wide network blip keeps every session resumable.
+		MaxParkedSessions: 20000,
 		Ban: BanConfig{
 			Enabled:        true,
 			CheckShares:    100,
@@ -222,6 +239,12 @@ func (c Config) Validate() error {
 	}
 	if c.JobWindow < 2 || c.JobWindow > 256 {
 		bad("JobWindow", "%d must be 2..256", c.JobWindow)
+	}
+	if c.SessionResumeWindow < 0 || c.SessionResumeWindow > maxSessionResumeWindow {
+		bad("SessionResumeWindow", "%v must be 0 (no resume) .. %v", c.SessionResumeWindow, maxSessionResumeWindow)
+	}
+	if c.MaxParkedSessions < 0 || c.MaxParkedSessions > maxParkedSessionsLimit {
+		bad("MaxParkedSessions", "%d must be 0 (no resume) .. %d", c.MaxParkedSessions, maxParkedSessionsLimit)
 	}
 	if b := c.Ban; b.Enabled {
 		if b.CheckShares < 10 {

@@ -80,6 +80,11 @@ type conn struct {
 	jobHead       int
 	lastJob       *jobEntry
 	userAgent     string
+	// session is the id handed out at the first subscribe (hasSession);
+	// resumed is set when it was a parked session taken over.
+	session    sessionID
+	hasSession bool
+	resumed    bool
 
 	// Reader-owned state.
 	malformed int
@@ -564,10 +569,21 @@ func (c *conn) readFailed(err error, why CloseReason) {
 // teardown unregisters the connection once its reader ended.
 func (c *conn) teardown() {
 	s := c.s
+	r := CloseReason(c.reason.Load() - 1)
+	if c.reason.Load() == 0 {
+		r = ClosedClient
+	}
+	now := s.now()
 	s.mu.Lock()
 	delete(s.conns, c.id)
 	c.mu.Lock()
-	delete(s.en1Used, en1Value(c.en1))
+	if c.hasSession && s.sessions.live[c.session] == c {
+		delete(s.sessions.live, c.session)
+	}
+	// A parked session keeps its extranonce1 reserved for the miner.
+	if !s.parkLocked(c, r, now) {
+		delete(s.en1Used, en1Value(c.en1))
+	}
 	workers := c.workers
 	c.workers = nil
 	c.ready = false
@@ -577,10 +593,6 @@ func (c *conn) teardown() {
 		s.reg.detach(w.stats)
 	}
 	c.l.metrics.connections.Dec()
-	r := CloseReason(c.reason.Load() - 1)
-	if c.reason.Load() == 0 {
-		r = ClosedClient
-	}
 	s.metrics.closedByReason[r].Inc()
 	if r == ClosedClient || r == ClosedShutdown {
 		if c.debugOn() {

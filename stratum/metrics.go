@@ -65,6 +65,10 @@ type metrics struct {
 	sinkErrors     *prometheus.CounterVec
 	bansTotal      prometheus.Counter
 	closedByReason [closeReasonCount]prometheus.Counter
+	subscribesVec  *prometheus.CounterVec
+	subscribes     [resumeOutcomeCount]prometheus.Counter
+	parked         prometheus.Gauge
+	parkedDropped  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics, error) {
@@ -105,6 +109,24 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 			Name: "wattpool_stratum_bans_total", Help: "IP bans issued.",
 		}),
 	}
+	m.subscribesVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wattpool_stratum_subscribes_total",
+		Help: "First subscribes of a connection: result resumed (a parked session taken over) or fresh (new extranonce1), with the reason a fresh one offered no usable session id.",
+	}, []string{"result", "reason"})
+	m.parked = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "wattpool_stratum_parked_sessions", Help: "Sessions of closed connections kept for the miner to resume.",
+	})
+	m.parkedDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wattpool_stratum_parked_sessions_dropped_total",
+		Help: "Parked sessions dropped without being resumed: expired (resume window passed) or evicted (MaxParkedSessions reached, oldest first).",
+	}, []string{"reason"})
+	for o := resumeOutcome(0); o < resumeOutcomeCount; o++ {
+		if o == resumeOK {
+			m.subscribes[o] = m.subscribesVec.WithLabelValues("resumed", "none")
+		} else {
+			m.subscribes[o] = m.subscribesVec.WithLabelValues("fresh", o.String())
+		}
+	}
 	for r := CloseReason(0); r < closeReasonCount; r++ {
 		m.closedByReason[r] = m.closed.WithLabelValues(r.String())
 	}
@@ -112,7 +134,8 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.shares, m.validation, m.blocks, m.closed,
-		m.broadcast, m.groupHashrate, m.jobs, m.goroutines, m.sinkErrors, m.bansTotal} {
+		m.broadcast, m.groupHashrate, m.jobs, m.goroutines, m.sinkErrors, m.bansTotal,
+		m.subscribesVec, m.parked, m.parkedDropped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register stratum metrics: %w", err)
 		}

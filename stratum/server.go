@@ -71,6 +71,8 @@ type Server struct {
 	en1Used map[uint32]struct{}
 	en1Next uint32
 	connSeq uint64
+	// sessions are the live and parked sessions, for resume.
+	sessions sessionTable
 
 	block   atomic.Pointer[blockState]
 	jobMu   sync.Mutex // serializes building and broadcasting jobs
@@ -140,12 +142,13 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 		sinkErrLog: log.WithOptions(zap.AddStacktrace(zapcore.FatalLevel), zap.WrapCore(func(c zapcore.Core) zapcore.Core {
 			return zapcore.NewSamplerWithOptions(c, time.Second, 1, 0)
 		})),
-		bans:    newBanList(),
-		reg:     newRegistry(cfg.HashrateWindow),
-		ready:   make(chan struct{}),
-		conns:   map[uint64]*conn{},
-		en1Used: map[uint32]struct{}{},
-		opCtx:   context.Background(),
+		bans:     newBanList(),
+		reg:      newRegistry(cfg.HashrateWindow),
+		ready:    make(chan struct{}),
+		conns:    map[uint64]*conn{},
+		en1Used:  map[uint32]struct{}{},
+		sessions: newSessionTable(),
+		opCtx:    context.Background(),
 	}
 	s.gcond = sync.NewCond(&s.gmu)
 	s.hashers.New = func() any { return new(work.Hasher) }
@@ -464,12 +467,14 @@ func (s *Server) connList() []*conn {
 	return out
 }
 
-// housekeeping prunes old bans and workers and updates the group gauges.
+// housekeeping prunes old bans, workers and parked sessions and updates
+// the group gauges.
 func (s *Server) housekeeping() {
 	now := s.now()
 	cfg := s.cfg.Load()
 	s.bans.prune(now, cfg.Ban)
 	s.reg.prune(now)
+	s.pruneParked(now)
 	groups, _ := aggregate(s.reg.snapshot(now))
 	s.metrics.groupHashrate.Reset()
 	for _, g := range groups {
@@ -500,8 +505,8 @@ func (s *Server) shutdown() {
 	s.log.Info("stratum server stopped")
 }
 
-// allocExtranonce1 returns a fresh extranonce1: the instance byte and a
-// counter value no open connection uses.
+// allocExtranonce1Locked returns a fresh extranonce1: the instance byte
+// and a counter value no open connection or parked session uses.
 func (s *Server) allocExtranonce1Locked() [extranonce1Size]byte {
 	id := uint32(s.cfg.Load().InstanceID) << 24
 	for {

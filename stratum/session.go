@@ -104,22 +104,38 @@ func (c *conn) subscribe(m *Message) {
 		}
 		c.userAgent = ua
 	}
-	// A session id to resume (params[1]) is accepted but not honoured:
-	// every connection gets a fresh extranonce1.
+	// params[1] is the session id of an earlier connection (see
+	// resume.go); only the first subscribe of a connection may resume.
+	outcome := resumeNone
+	s := c.s
+	s.mu.Lock()
 	c.mu.Lock()
 	first := !c.subscribed
+	if first {
+		var offered sessionID
+		if offered, outcome = parseSessionID(m.Param(1)); outcome == resumeOK {
+			outcome = s.resumeLocked(c, offered, s.now())
+		}
+		if outcome != resumeOK {
+			s.issueSessionLocked(c)
+		}
+	}
 	c.subscribed = true
-	en1 := c.en1
-	id := c.id
+	en1, id := c.en1, c.session
 	c.mu.Unlock()
-	size := c.s.cfg.Load().Extranonce2Size
+	s.mu.Unlock()
+	if first {
+		raw, _ := m.Param(1).Bytes()
+		c.logResume(outcome, raw)
+	}
+	size := s.cfg.Load().Extranonce2Size
 	c.reply(func(b []byte) []byte {
 		b = append(b, `{"id":`...)
 		b = append(b, m.ID...)
 		b = append(b, `,"result":[[["mining.set_difficulty","`...)
-		b = strconv.AppendUint(b, id, 16)
+		b = hex.AppendEncode(b, id[:])
 		b = append(b, `"],["mining.notify","`...)
-		b = strconv.AppendUint(b, id, 16)
+		b = hex.AppendEncode(b, id[:])
 		b = append(b, `"]],"`...)
 		b = hex.AppendEncode(b, en1[:])
 		b = append(b, `",`...)
@@ -199,7 +215,12 @@ func (c *conn) start() {
 		return
 	}
 	c.ready = true
-	if b := c.s.block.Load(); b != nil && b.job != nil {
+	b := c.s.block.Load()
+	switch {
+	case b == nil || b.job == nil:
+	case c.resumed:
+		c.resendLocked(b.job)
+	default:
 		c.sendJobLocked(b.job, true)
 	}
 }

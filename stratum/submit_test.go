@@ -197,6 +197,7 @@ func FuzzSubmit(f *testing.F) {
 	f.Add([]byte(`{"id":1,"method":"mining.submit","params":["acct.rig1","x",1,2,3,4]}`))
 	f.Add([]byte(`{"id":1,"method":"mining.submit","params":["acct.rig1","` + job.ID + `","\u0030\u00300000001","ffffffff","ffffffff","ffffffff"]}`))
 	f.Add([]byte(`{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"ffffffff"}]}`))
+	f.Add([]byte(`{"id":1,"method":"mining.subscribe","params":["bmminer/2.0.0","07a1b2c3d4e5f607"]}`))
 	sink := s.sink.(*recSink)
 	f.Fuzz(func(t *testing.T, line []byte) {
 		_, before, _, _ := sink.counts()

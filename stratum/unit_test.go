@@ -32,19 +32,32 @@ func TestConfigValidate(t *testing.T) {
 	bad.Ban.InvalidPercent = 0
 	bad.Ban.MaxDuration = time.Second
 	bad.Groups = []GroupRule{{Pattern: "[", Group: "g"}, {Pattern: "a.*", Group: ""}}
+	bad.SessionResumeWindow = -time.Second
+	bad.MaxParkedSessions = 1<<20 + 1
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
 	for _, field := range []string{"Instance", "Listeners[1].Name", "Listeners[1].Addr", "Listeners[1].MaxDiff", "Listeners[1].StartDiff",
 		"Listeners[2].MinDiff", "Listeners[2].MaxDiff", "Listeners[2].StartDiff", "VersionMask", "Extranonce2Size", "Vardiff", "WriteTimeout",
-		"MaxLineLength", "QueueLength", "MaxMalformed", "JobWindow", "Ban.InvalidPercent", "Ban.MaxDuration", "Groups[0].Pattern", "Groups[1].Group"} {
+		"MaxLineLength", "QueueLength", "MaxMalformed", "JobWindow", "Ban.InvalidPercent", "Ban.MaxDuration", "Groups[0].Pattern", "Groups[1].Group",
+		"SessionResumeWindow", "MaxParkedSessions"} {
 		if !strings.Contains(err.Error(), field+":") {
 			t.Errorf("error does not name %s:\n%v", field, err)
 		}
 	}
 	if strings.Contains(err.Error(), "RefreshInterval") {
 		t.Errorf("valid field reported: %v", err)
+	}
+	off := Default()
+	off.SessionResumeWindow, off.MaxParkedSessions = 0, 0 // resume disabled
+	if err := off.Validate(); err != nil {
+		t.Errorf("resume disabled: %v", err)
+	}
+	long := Default()
+	long.SessionResumeWindow = time.Hour + time.Nanosecond
+	if err := long.Validate(); err == nil || !strings.Contains(err.Error(), "SessionResumeWindow:") {
+		t.Errorf("window over an hour: %v", err)
 	}
 }
 
