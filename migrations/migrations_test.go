@@ -39,7 +39,7 @@ func TestApplyTwiceIsIdempotent(t *testing.T) {
 	if cur != latest || latest < 1 {
 		t.Fatalf("version = %d, latest = %d; want equal and >= 1", cur, latest)
 	}
-	for _, table := range []string{"accounts", "workers", "jobs", "shares", "shares_default", "rejects", "blocks", "block_status_history", "spool_segments"} {
+	for _, table := range []string{"accounts", "workers", "jobs", "shares", "shares_default", "rejects", "blocks", "block_status_history", "spool_segments", "reject_flushes"} {
 		var ok bool
 		if err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", "public."+table).Scan(&ok); err != nil || !ok {
 			t.Errorf("table %s missing after apply (err %v)", table, err)

@@ -62,6 +62,8 @@ func WithSyncInterval(d time.Duration) Option { return func(o *options) { o.spoo
 func WithSyncEveryRecord() Option { return func(o *options) { o.spool.SyncEveryRecord = true } }
 
 // WithSegmentSize sets the spool segment size in bytes (default 64 MiB).
+// Any size works with any spool limit: when the spool holds half its limit
+// the drain seals the active segment it has committed and deletes it.
 func WithSegmentSize(bytes int64) Option { return func(o *options) { o.spool.SegmentBytes = bytes } }
 
 // WithSegmentAge sets the age after which a spool segment is sealed
@@ -71,7 +73,8 @@ func WithSegmentAge(d time.Duration) Option { return func(o *options) { o.spool.
 // WithSpoolLimit caps the spool's bytes on disk (default 4 GiB); beyond it
 // records are refused with ErrSpoolFull. At ~150 bytes a share, 4 GiB holds
 // about 28 million shares: at 20,000 shares/s, 23 minutes of database
-// outage.
+// outage. Keep it above two flush intervals of peak share traffic, the
+// most the spool holds while the database keeps up.
 func WithSpoolLimit(bytes int64) Option { return func(o *options) { o.spool.LimitBytes = bytes } }
 
 // WithBatchSize sets how many spooled records go to PostgreSQL in one
@@ -152,9 +155,8 @@ func New(cfg Config, db *pgxpool.Pool, log *zap.Logger, opts ...Option) (*Record
 	o.spool.Log = log
 	r := &Recorder{opts: o, db: db, log: log, names: newNames(), done: make(chan struct{})}
 	r.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
-	r.rejects = &rejects{m: map[rejectKey]rejectCount{}}
 	r.metrics = newMetrics(r)
-	r.rejects.dropped = r.metrics.rejectDrop.Inc
+	r.rejects = newRejects(o.instance, o.now, r.metrics.rejectDrop.Inc)
 	sp, damaged, err := spool.Open(cfg.SpoolDir, o.spool)
 	if err != nil {
 		return nil, fmt.Errorf("new share recorder: %w", err)

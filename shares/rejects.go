@@ -2,6 +2,7 @@ package shares
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,7 +13,8 @@ import (
 )
 
 // maxRejectKeys bounds the in-memory reject aggregate while the database
-// is down (one key per worker, reason and minute).
+// is down (one key per worker, reason and minute), counting the keys of a
+// flush whose outcome is not known yet.
 const maxRejectKeys = 200_000
 
 type rejectKey struct {
@@ -26,14 +28,44 @@ type rejectCount struct {
 	diff  float64
 }
 
-// rejects aggregates rejected shares in memory; the run loop upserts the
+// rejectFlush is an aggregate taken for storing, with the id that makes
+// storing it idempotent.
+type rejectFlush struct {
+	id     int64
+	counts map[rejectKey]rejectCount
+}
+
+// rejects aggregates rejected shares in memory; the run loop stores the
 // aggregate every flush. Counts are statistics, not credit: a crash loses
-// at most one flush interval of them, and a commit whose acknowledgement
-// was lost may count a batch twice.
+// what was aggregated since the last stored flush (one flush interval while
+// the database is up, everything since it went down otherwise), and while
+// the aggregate is full new keys are dropped (and counted). They are never
+// counted twice: a flush that failed, even after its commit (the
+// acknowledgement was lost), is retried as is, with its id, before anything
+// newer, and the database applies each id of an instance once
+// (reject_flushes, migration 002).
 type rejects struct {
-	mu      sync.Mutex
-	m       map[rejectKey]rejectCount
-	dropped func()
+	instance string
+	limit    int
+	now      func() time.Time
+	dropped  func()
+
+	mu          sync.Mutex
+	m           map[rejectKey]rejectCount
+	pendingKeys int // len(pending.counts), for add's bound
+
+	// Used by flush only, which the drain lock serializes.
+	pending *rejectFlush // taken, outcome unknown: retried before anything else
+	lastID  int64        // largest flush id used or found in the database
+	loaded  bool         // lastID holds the database's value
+
+	// afterCommit, when set (tests), runs after a flush committed; an error
+	// stands for an acknowledgement lost on the way back.
+	afterCommit func() error
+}
+
+func newRejects(instance string, now func() time.Time, dropped func()) *rejects {
+	return &rejects{instance: instance, limit: maxRejectKeys, now: now, dropped: dropped, m: map[rejectKey]rejectCount{}}
 }
 
 func (a *rejects) add(r *stratum.Reject) {
@@ -41,7 +73,7 @@ func (a *rejects) add(r *stratum.Reject) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	c, ok := a.m[k]
-	if !ok && len(a.m) >= maxRejectKeys {
+	if !ok && len(a.m)+a.pendingKeys >= a.limit {
 		a.dropped()
 		return
 	}
@@ -50,55 +82,117 @@ func (a *rejects) add(r *stratum.Reject) {
 	a.m[k] = c
 }
 
-func (a *rejects) take() map[rejectKey]rejectCount {
+// take moves the aggregate into a new pending flush.
+func (a *rejects) take() *rejectFlush {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	m := a.m
-	a.m = make(map[rejectKey]rejectCount)
-	return m
-}
-
-// giveBack merges an aggregate that could not be stored.
-func (a *rejects) giveBack(m map[rejectKey]rejectCount) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k, c := range m {
-		old, ok := a.m[k]
-		if !ok && len(a.m) >= maxRejectKeys {
-			a.dropped()
-			continue
-		}
-		a.m[k] = rejectCount{count: old.count + c.count, diff: old.diff + c.diff}
+	if len(a.m) == 0 {
+		return nil
 	}
+	f := &rejectFlush{counts: a.m}
+	a.m = make(map[rejectKey]rejectCount)
+	a.pendingKeys = len(f.counts)
+	return f
 }
 
-const rejectUpsertSQL = `INSERT INTO rejects (minute, account_id, worker_id, group_name, reason, count, diff_sum)
+func (a *rejects) settle() {
+	a.mu.Lock()
+	a.pending, a.pendingKeys = nil, 0
+	a.mu.Unlock()
+}
+
+// nextID returns a flush id larger than every earlier one of this
+// instance: microseconds of the clock, or one more than the last id when
+// the clock is behind it. Ids grow across restarts too, so a transaction
+// of a crashed process still running in the database cannot take an id
+// this process uses.
+func (a *rejects) nextID() int64 {
+	id := a.now().UnixMicro()
+	if id <= a.lastID {
+		id = a.lastID + 1
+	}
+	a.lastID = id
+	return id
+}
+
+const (
+	rejectUpsertSQL = `INSERT INTO rejects (minute, account_id, worker_id, group_name, reason, count, diff_sum)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (minute, worker_id, reason) DO UPDATE SET count = rejects.count + excluded.count,
  diff_sum = rejects.diff_sum + excluded.diff_sum, group_name = excluded.group_name`
+	// rejectClaimSQL returns no row when the flush (or a later one) was
+	// applied already; it waits for a concurrent transaction holding the
+	// row and then judges by what that one committed.
+	rejectClaimSQL = `INSERT INTO reject_flushes (instance, flush_id, flushed_at) VALUES ($1, $2, now())
+ON CONFLICT (instance) DO UPDATE SET flush_id = excluded.flush_id, flushed_at = excluded.flushed_at
+ WHERE reject_flushes.flush_id < excluded.flush_id
+RETURNING flush_id`
+)
 
-// flush upserts the aggregate; on failure it is kept for the next try.
-func (a *rejects) flush(ctx context.Context, db interface {
+type rejectDB interface {
 	querier
 	Begin(context.Context) (pgx.Tx, error)
-}, n *names) (int, error) {
-	m := a.take()
-	if len(m) == 0 {
-		return 0, nil
+}
+
+// flush stores the pending flush, if any, then the aggregate; whatever
+// fails stays pending, to be retried with the same id. It returns the
+// number of aggregate rows stored.
+func (a *rejects) flush(ctx context.Context, db rejectDB, n *names) (int, error) {
+	stored := 0
+	if a.pending != nil {
+		if err := a.store(ctx, db, n, a.pending); err != nil {
+			return 0, err
+		}
+		stored += len(a.pending.counts)
+		a.settle()
 	}
+	if !a.loaded {
+		var last int64
+		err := db.QueryRow(ctx, "SELECT flush_id FROM reject_flushes WHERE instance = $1", a.instance).Scan(&last)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return stored, fmt.Errorf("flush rejects: last flush id: %w", err)
+		}
+		a.lastID, a.loaded = max(a.lastID, last), true
+	}
+	f := a.take()
+	if f == nil {
+		return stored, nil
+	}
+	f.id = a.nextID()
+	a.pending = f
+	if err := a.store(ctx, db, n, f); err != nil {
+		return stored, err
+	}
+	stored += len(f.counts)
+	a.settle()
+	return stored, nil
+}
+
+// store applies f in one transaction unless its id was applied already.
+func (a *rejects) store(ctx context.Context, db rejectDB, n *names, f *rejectFlush) error {
 	b := &pgx.Batch{}
-	for k, c := range m {
+	for k, c := range f.counts {
 		aid, wid, err := n.resolve(ctx, db, k.account, k.worker)
 		if err != nil {
-			a.giveBack(m)
-			return 0, fmt.Errorf("flush rejects: %w", err)
+			return fmt.Errorf("flush rejects: %w", err)
 		}
 		b.Queue(rejectUpsertSQL, time.Unix(k.minute, 0).UTC(), aid, wid, k.group, k.reason.String(), c.count, c.diff)
 	}
-	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() })
-	if err != nil {
-		a.giveBack(m)
-		return 0, fmt.Errorf("flush rejects: %w", err)
+	err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+		var id int64
+		if err := tx.QueryRow(ctx, rejectClaimSQL, a.instance, f.id).Scan(&id); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil // stored by an earlier try whose answer was lost
+			}
+			return fmt.Errorf("claim flush %d: %w", f.id, err)
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err == nil && a.afterCommit != nil {
+		err = a.afterCommit()
 	}
-	return len(m), nil
+	if err != nil {
+		return fmt.Errorf("flush rejects (kept for retry as flush %d): %w", f.id, err)
+	}
+	return nil
 }

@@ -26,10 +26,24 @@ import (
 // the primary key and the batch is redone through a staging table with ON
 // CONFLICT DO NOTHING.
 //
+// A segment's spool_segments row is kept while its file may still be on
+// disk and deleted once it cannot be: after Spool.Remove returned (the
+// deletion is fsynced), or, for segments deleted by an earlier process
+// that crashed before pruning, by a sweep of this instance's rows before
+// the first removal of this process (Spool.Open fsynced the directory, so
+// a segment absent then stays absent). The sweep relies on instance names
+// being unique to one spool, as job ids already do.
+//
 // Only the Recorder's run goroutine (and Close after it stopped) drains.
 type writer struct {
 	r         *Recorder
 	committed map[uint64]int64 // segment id -> committed offset, once loaded
+	swept     bool             // rows of segments gone before Open deleted
+	prune     []int64          // removed segments whose rows are still to delete
+
+	// beforeRemove, when set (tests), runs before a fully committed segment
+	// is removed; an error ends the drain there, as a crash would.
+	beforeRemove func() error
 
 	consumed atomic.Uint64 // records committed or found committed
 
@@ -73,9 +87,15 @@ func recordID(segID uint64, off int64) (id [16]byte) {
 	return id
 }
 
-// drain commits every readable record of every segment and removes the
-// segments that are sealed and fully committed.
+// drain commits every readable record of every segment, removes the
+// segments that are sealed and fully committed, and deletes the
+// spool_segments rows of removed segments.
 func (w *writer) drain(ctx context.Context) error {
+	if !w.swept {
+		if err := w.sweep(ctx); err != nil {
+			return err
+		}
+	}
 	for _, seg := range w.r.spool.Segments() {
 		if err := w.drainSegment(ctx, seg); err != nil {
 			return err
@@ -86,6 +106,29 @@ func (w *writer) drain(ctx context.Context) error {
 		// records damage took with it.
 		w.consumed.Store(st.Appended)
 	}
+	if len(w.prune) > 0 {
+		if _, err := w.r.db.Exec(ctx, "DELETE FROM spool_segments WHERE segment_id = ANY($1)", w.prune); err != nil {
+			return fmt.Errorf("prune committed offsets of removed spool segments: %w", err)
+		}
+		w.prune = w.prune[:0]
+	}
+	return nil
+}
+
+// sweep deletes this instance's spool_segments rows whose segments are not
+// on disk. It runs before this process removes any segment, so every
+// segment it sees missing was missing at Open, durably.
+func (w *writer) sweep(ctx context.Context) error {
+	segs := w.r.spool.Segments()
+	ids := make([]int64, len(segs))
+	for i, seg := range segs {
+		ids[i] = int64(seg.ID)
+	}
+	if _, err := w.r.db.Exec(ctx, "DELETE FROM spool_segments WHERE instance = $1 AND NOT (segment_id = ANY($2))",
+		w.r.opts.instance, ids); err != nil {
+		return fmt.Errorf("prune committed offsets of spool segments gone before start: %w", err)
+	}
+	w.swept = true
 	return nil
 }
 
@@ -97,7 +140,7 @@ func (w *writer) drainSegment(ctx context.Context, seg spool.SegmentInfo) error 
 			return err
 		}
 	} else if off >= seg.Readable && !seg.Sealed {
-		return nil
+		return w.sealIfCrowded(ctx, seg)
 	}
 	from := off
 	if !known {
@@ -165,10 +208,40 @@ func (w *writer) drainSegment(ctx context.Context, seg spool.SegmentInfo) error 
 		seg.Size = d.GoodEnd
 	}
 	if seg.Sealed && off >= seg.Size {
+		if w.beforeRemove != nil {
+			if err := w.beforeRemove(); err != nil {
+				return err
+			}
+		}
 		if err := w.r.spool.Remove(seg.Seq); err != nil {
 			return err
 		}
 		delete(w.committed, seg.ID)
+		w.prune = append(w.prune, int64(seg.ID))
+		return nil
+	}
+	if !seg.Sealed {
+		return w.sealIfCrowded(ctx, seg)
+	}
+	return nil
+}
+
+// sealIfCrowded frees the room of the active segment seg, just drained,
+// when the spool is filling up: it seals the segment, fsyncs it so that
+// all of it is readable, drains the records appended since and removes
+// it. Without it a spool limit smaller than a segment would be reached
+// however fast the database took the records.
+func (w *writer) sealIfCrowded(ctx context.Context, seg spool.SegmentInfo) error {
+	if !w.r.spool.SealIfCrowded(seg.Seq) {
+		return nil
+	}
+	if err := w.r.spool.Sync(); err != nil {
+		return fmt.Errorf("sync sealed spool segment %s: %w", seg.Path, err)
+	}
+	for _, s := range w.r.spool.Segments() {
+		if s.Seq == seg.Seq && s.Sealed {
+			return w.drainSegment(ctx, s)
+		}
 	}
 	return nil
 }

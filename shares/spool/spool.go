@@ -9,6 +9,7 @@
 package spool
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -42,7 +43,9 @@ const (
 // Options tune a Spool. Zero values take the defaults above.
 type Options struct {
 	// SegmentBytes is the size after which the active segment is sealed
-	// and a new one started.
+	// and a new one started. It need not be smaller than LimitBytes: a
+	// reader that keeps up seals a crowded active segment (SealIfCrowded)
+	// and removes it.
 	SegmentBytes int64
 	// SegmentAge is the age after which a non-empty active segment is
 	// sealed, so that drained data can be deleted on a quiet pool.
@@ -151,6 +154,12 @@ func Open(dir string, opts Options) (*Spool, []Damaged, error) {
 	damaged, err := s.recover()
 	if err != nil {
 		return nil, damaged, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	// Make the listing just read durable: a segment absent now stays
+	// absent after a power loss, so whatever was kept about it elsewhere
+	// (its committed offset) may be forgotten.
+	if err := syncDir(dir); err != nil {
+		return nil, damaged, fmt.Errorf("open spool: %w", err)
 	}
 	go s.syncLoop()
 	return s, damaged, nil
@@ -415,23 +424,65 @@ func (s *Spool) Stats() Stats {
 }
 
 // Remove deletes a sealed segment whose records are all stored elsewhere.
+// When it returns nil the deletion is durable (the directory was
+// fsynced), so a power loss cannot bring the segment back: only then may
+// the caller forget what it knew about the segment (its committed offset).
+// The file is unlinked outside the lock Append takes, so deleting a large
+// segment does not stall the submit path.
 func (s *Spool) Remove(seq uint64) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	i := slices.IndexFunc(s.segs, func(seg *segment) bool { return seg.seq == seq })
 	if i < 0 {
+		s.mu.Unlock()
 		return fmt.Errorf("remove spool segment %d: not found", seq)
 	}
 	seg := s.segs[i]
 	if !seg.sealed || seg.f != nil {
+		s.mu.Unlock()
 		return fmt.Errorf("remove spool segment %d: still open", seq)
-	}
-	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove spool segment: %w", err)
 	}
 	s.segs = slices.Delete(s.segs, i, i+1)
 	s.bytes -= seg.size
+	s.mu.Unlock()
+
+	if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		// Still on disk: keep it listed (and counted) so the caller
+		// retries, and a restart replays it against its committed offset.
+		s.mu.Lock()
+		j, _ := slices.BinarySearchFunc(s.segs, seq, func(x *segment, seq uint64) int { return cmp.Compare(x.seq, seq) })
+		s.segs = slices.Insert(s.segs, j, seg)
+		s.bytes += seg.size
+		s.mu.Unlock()
+		return fmt.Errorf("remove spool segment: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		// The same directory holds the segments appended to: a failing
+		// fsync there ends the spool's promises like any other.
+		return s.fail(fmt.Errorf("remove spool segment %d: %w", seq, err))
+	}
 	return nil
+}
+
+// SealIfCrowded seals segment seq if it is still the active segment while
+// the spool holds at least half its byte limit and seq at least a quarter
+// of it, and reports whether it did. The drain calls it after committing
+// the active segment: once sealed, the segment can be drained to its end
+// and removed, so a limit smaller than a segment still frees its room as
+// fast as the database takes the records. Appends go to a new segment; the
+// cost is one file creation per seal, the same as a rotation by size.
+func (s *Spool) SealIfCrowded(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.active
+	if a == nil || a.seq != seq || a.size <= HeaderSize {
+		return false
+	}
+	limit := s.opts.LimitBytes
+	if s.bytes < limit/2 || a.size < limit/4 {
+		return false
+	}
+	s.sealLocked()
+	return true
 }
 
 // SegmentReader reads one segment's records.
