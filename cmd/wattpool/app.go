@@ -253,7 +253,11 @@ func (a *app) run(ctx context.Context, reload <-chan *config.Config) error {
 	httpErr := make(chan error, 1)
 	if a.httpSrv != nil {
 		a.log.Info("http listening", zap.Stringer("addr", a.httpLn.Addr()))
-		go func() { httpErr <- a.httpSrv.Serve(a.httpLn) }()
+		// The goroutine gets its own copies: when the stratum server
+		// fails at once (a port in use), close clears the fields before
+		// a goroutine reading them would have started.
+		srv, ln := a.httpSrv, a.httpLn
+		go func() { httpErr <- srv.Serve(ln) }()
 	}
 	srvCtx, stopServer := context.WithCancel(ctx)
 	defer stopServer()

@@ -1,6 +1,11 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,5 +40,33 @@ group = "acme"
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatalf("mapped config invalid: %v", err)
+	}
+}
+
+// TestServeStratumPortTaken: serve on a stratum port another process holds
+// returns an error naming the address, once its HTTP server is up. The
+// HTTP goroutine used to read the app's fields that close was clearing
+// (a data race under -race, a nil dereference without).
+func TestServeStratumPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	tpl, err := filepath.Abs(filepath.Join("..", "..", "stratum", "node", "testdata", "btcd_regtest_height4.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"WATTPOOL_NETWORK": "regtest", "WATTPOOL_PAYOUT_ADDRESS": "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080",
+		"WATTPOOL_TEMPLATE_FILE": tpl, "WATTPOOL_STRATUM_ADDR": taken.Addr().String(),
+		"WATTPOOL_SPOOL_DIR": t.TempDir(), "WATTPOOL_LOG_LEVEL": "warn",
+	}
+	for range 20 { // the old race needed the HTTP goroutine to start late
+		vars["WATTPOOL_HTTP_ADDR"] = fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
+		err := run(t.Context(), []string{"serve"}, io.Discard, io.Discard, mapEnv(vars))
+		if !portClash(err) || !strings.Contains(err.Error(), taken.Addr().String()) {
+			t.Fatalf("serve on a taken port: %v, want address already in use naming %s", err, taken.Addr())
+		}
 	}
 }
