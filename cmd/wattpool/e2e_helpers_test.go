@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -316,6 +317,24 @@ type inProcessPool struct {
 
 func serveInProcess(t *testing.T, vars map[string]string) *inProcessPool {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		p, err := startInProcess(t, vars)
+		if err == nil {
+			return p
+		}
+		if attempt < portAttempts && portClash(err) {
+			t.Logf("serve lost a port picked for it to another process (%v); picking new ones", err)
+			newPorts(t, vars)
+			continue
+		}
+		t.Fatalf("serve stopped during start-up: %v\n%s", err, tail(p.logs.String(), 4<<10))
+	}
+}
+
+// startInProcess starts serve and waits until it has a job; the error is
+// serve's when it stopped during start-up.
+func startInProcess(t *testing.T, vars map[string]string) (*inProcessPool, error) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &inProcessPool{http: poolHTTP{vars["WATTPOOL_HTTP_ADDR"]}, addr: vars["WATTPOOL_STRATUM_ADDR"],
 		logs: &syncBuffer{}, stop: cancel, done: make(chan error, 1)}
@@ -327,22 +346,44 @@ func serveInProcess(t *testing.T, vars map[string]string) *inProcessPool {
 			t.Logf("pool log (last 8 KiB):\n%s", tail(p.logs.String(), 8<<10))
 		}
 	})
-	p.awaitJob(t)
-	return p
-}
-
-// awaitJob waits until the pool answers HTTP and has a job for miners.
-func (p *inProcessPool) awaitJob(t *testing.T) {
-	t.Helper()
+	var stopped error
 	waitFor(t, 2*time.Minute, "the pool to serve a job", func() (bool, error) {
 		select {
 		case err := <-p.done:
-			t.Fatalf("serve stopped during start-up: %v\n%s", err, tail(p.logs.String(), 4<<10))
+			p.done <- err // for the cleanup
+			stopped = err
+			if err == nil {
+				stopped = errors.New("serve returned nil before it served a job")
+			}
+			return true, nil
 		default:
 		}
 		st, err := p.http.status()
 		return err == nil && st.JobID != "", err
 	})
+	if stopped != nil {
+		return p, stopped
+	}
+	return p, nil
+}
+
+// portAttempts is how often a pool is started on new ports when one picked
+// for it was taken by another process before serve could bind it.
+const portAttempts = 3
+
+// portClash reports whether serve failed because an address was in use.
+func portClash(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || addrInUse(err.Error())
+}
+
+// addrInUse reports whether a log or message tells of a failed bind.
+func addrInUse(s string) bool { return strings.Contains(s, "address already in use") }
+
+// newPorts gives vars a new stratum and HTTP port.
+func newPorts(t *testing.T, vars map[string]string) {
+	ports := freePorts(t, 2)
+	vars["WATTPOOL_STRATUM_ADDR"] = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	vars["WATTPOOL_HTTP_ADDR"] = fmt.Sprintf("127.0.0.1:%d", ports[1])
 }
 
 // shutdown stops the pool as SIGTERM would and returns serve's error.
@@ -388,8 +429,33 @@ type poolProcess struct {
 }
 
 // startPoolProcess starts bin serve with vars as its only WATTPOOL_*
-// environment, appending its log to logPath.
-func startPoolProcess(t *testing.T, bin string, vars map[string]string, logPath string) *poolProcess {
+// environment, appending its log to logPath. With movable, a pool that
+// exits because another process took a port picked for it is started
+// again on new ones (vars are updated); a restart that must keep its
+// addresses passes false.
+func startPoolProcess(t *testing.T, bin string, vars map[string]string, logPath string, movable bool) *poolProcess {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		var logStart int64
+		if fi, err := os.Stat(logPath); err == nil {
+			logStart = fi.Size()
+		}
+		p, exited := tryPoolProcess(t, bin, vars, logPath)
+		if !exited {
+			return p
+		}
+		b, _ := os.ReadFile(logPath)
+		if movable && attempt < portAttempts && int64(len(b)) >= logStart && addrInUse(string(b[logStart:])) {
+			t.Logf("serve lost a port picked for it to another process (%v); picking new ones", p.err)
+			newPorts(t, vars)
+			continue
+		}
+		t.Fatalf("serve exited during start-up: %v\n%s", p.err, p.logTail())
+	}
+}
+
+// tryPoolProcess starts serve and waits until it has a job or exits.
+func tryPoolProcess(t *testing.T, bin string, vars map[string]string, logPath string) (p *poolProcess, exited bool) {
 	t.Helper()
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -414,7 +480,7 @@ func startPoolProcess(t *testing.T, bin string, vars map[string]string, logPath 
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s serve: %v", bin, err)
 	}
-	p := &poolProcess{cmd: cmd, http: poolHTTP{vars["WATTPOOL_HTTP_ADDR"]}, log: logPath, done: make(chan struct{})}
+	p = &poolProcess{cmd: cmd, http: poolHTTP{vars["WATTPOOL_HTTP_ADDR"]}, log: logPath, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill() // no-op once it exited
@@ -423,13 +489,14 @@ func startPoolProcess(t *testing.T, bin string, vars map[string]string, logPath 
 	waitFor(t, 2*time.Minute, "the pool process to serve a job", func() (bool, error) {
 		select {
 		case <-p.done:
-			t.Fatalf("serve exited during start-up: %v\n%s", p.err, p.logTail())
+			exited = true
+			return true, nil
 		default:
 		}
 		st, err := p.http.status()
 		return err == nil && st.JobID != "", err
 	})
-	return p
+	return p, exited
 }
 
 func (p *poolProcess) logTail() string {

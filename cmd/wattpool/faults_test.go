@@ -55,7 +55,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 		}
 	}()
 
-	first := startPoolProcess(t, bin, vars, logPath)
+	first := startPoolProcess(t, bin, vars, logPath, true)
 	accepted := newAcceptLog()
 	const miners = 8
 	fleet := startFleet(t, minersim.FleetConfig{
@@ -88,7 +88,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 	t.Logf("killed with %d shares accepted (shortly before: %d accepted by the server, %d records not yet in PostgreSQL)",
 		atKill, st.Shares.Accepted, st.Spool.Records)
 
-	second := startPoolProcess(t, bin, vars, logPath)
+	second := startPoolProcess(t, bin, vars, logPath, false) // the miners reconnect to the same address
 	// Every miner must reconnect on its own and get shares accepted
 	// again (a few answers read from the socket after the kill aside).
 	waitFor(t, 3*time.Minute, "every miner to reconnect and mine on", func() (bool, error) {

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
-	"github.com/wattpool/wattpool/internal/devstack"
 	"github.com/wattpool/wattpool/internal/testenv"
 	"github.com/wattpool/wattpool/stratum/minersim"
 )
@@ -165,14 +164,8 @@ func TestTimeFlag(t *testing.T) {
 // TestServeFromTemplateFile runs `wattpool serve` on a replayed template
 // without a database, mines a share on it and reads the HTTP endpoints.
 func TestServeFromTemplateFile(t *testing.T) {
-	stratumPort, err := devstack.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpPort, err := devstack.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ports := freePorts(t, 2)
+	stratumPort, httpPort := ports[0], ports[1]
 	tpl, err := filepath.Abs(filepath.Join("..", "..", "stratum", "node", "testdata", "btcd_regtest_height4.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -209,10 +202,20 @@ func TestServeFromTemplateFile(t *testing.T) {
 		return json.NewDecoder(resp.Body).Decode(v)
 	}
 	var st status
-	for getJSON("/api/v1/status", &st) != nil || st.JobID == "" {
+	for attempt := 1; getJSON("/api/v1/status", &st) != nil || st.JobID == ""; {
 		select {
 		case err := <-done:
-			t.Fatalf("serve stopped: %v", err)
+			if err == nil || !portClash(err) || attempt == portAttempts {
+				t.Fatalf("serve stopped: %v", err)
+			}
+			// Another process took a port between FreePort and serve's bind.
+			attempt++
+			t.Logf("serve lost a port picked for it (%v); picking new ones", err)
+			ports := freePorts(t, 2)
+			httpAddr = fmt.Sprintf("127.0.0.1:%d", ports[1])
+			senv.set("WATTPOOL_STRATUM_ADDR", fmt.Sprintf("127.0.0.1:%d", ports[0]))
+			senv.set("WATTPOOL_HTTP_ADDR", httpAddr)
+			go func() { done <- run(serveCtx, []string{"serve"}, io.Discard, logs, senv.lookup) }()
 		case <-ctx.Done():
 			t.Fatal("serve did not come up with a job")
 		case <-time.After(20 * time.Millisecond):
@@ -221,7 +224,8 @@ func TestServeFromTemplateFile(t *testing.T) {
 	if st.Height != 4 || st.Network != "regtest" || st.Database {
 		t.Fatalf("status %+v", st)
 	}
-	m, err := minersim.NewMiner(minersim.MinerConfig{Addr: vars["WATTPOOL_STRATUM_ADDR"], User: "alice.rig1", Fast: true},
+	stratumAddr, _ := senv.lookup("WATTPOOL_STRATUM_ADDR")
+	m, err := minersim.NewMiner(minersim.MinerConfig{Addr: stratumAddr, User: "alice.rig1", Fast: true},
 		mustGrinder(t), nil, nil)
 	if err != nil {
 		t.Fatal(err)
