@@ -1,12 +1,18 @@
 package stratum
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/stratum/minersim"
 	"github.com/wattpool/wattpool/stratum/work"
 )
 
@@ -530,5 +536,74 @@ func TestSubscribeAnswerNamesSession(t *testing.T) {
 	r2 := c.call("mining.subscribe", "x", "07"+strings.Repeat("0", 14))
 	if string(r2.Result) != string(r.Result) {
 		t.Fatalf("second subscribe %s, first %s", r2.Result, r.Result)
+	}
+}
+
+// TestMinersimResumesSession: the simulator, like firmware, offers its
+// session id when it reconnects after a dropped connection and gets its
+// extranonce1 back; with NoSessionResume it gets a fresh one.
+func TestMinersimResumesSession(t *testing.T) {
+	for _, noResume := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSessionResume=%v", noResume), func(t *testing.T) {
+			e := startServer(t, testConfig(), makeTemplate(100, mainnetBits, 3, 1))
+			g, err := minersim.NewGrinder(1, 1, 10*time.Millisecond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := minersim.NewMiner(minersim.MinerConfig{Addr: e.addr, User: "acct.sim", HashesPerSecond: 200,
+				NoSessionResume: noResume, ReconnectDelay: time.Millisecond}, g, nil, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			wg.Go(func() { _ = g.Run(ctx) })
+			wg.Go(func() { _ = m.Run(ctx) })
+			t.Cleanup(func() { cancel(); wg.Wait() })
+
+			eventually(t, func() bool { return m.Accepted() > 0 }, "a first accepted share")
+			// A few more jobs, and shares on the last one, before the drop:
+			// after the resume the miner gets that job again and must not
+			// grind (and submit) the same shares a second time.
+			for range 2 {
+				e.s.refreshJob()
+			}
+			last := e.sink.lastJob()
+			eventually(t, func() bool {
+				e.sink.mu.Lock()
+				defer e.sink.mu.Unlock()
+				return e.sink.shares[len(e.sink.shares)-1].Job == last
+			}, "a share on the last job")
+			first := e.s.Connections()[0]
+			// The network drops the connection (the server sees a failed write).
+			e.s.mu.Lock()
+			c := e.s.conns[first.ID]
+			e.s.mu.Unlock()
+			c.close(ClosedWriteError)
+			var second ConnInfo
+			eventually(t, func() bool {
+				cs := e.s.Connections()
+				if len(cs) != 1 || cs[0].ID == first.ID || len(cs[0].Workers) == 0 {
+					return false
+				}
+				second = cs[0]
+				return true
+			}, "the miner back")
+			resumed, refused := m.Resumes()
+			if noResume {
+				if second.Extranonce1 == first.Extranonce1 || second.Resumed || resumed+refused != 0 {
+					t.Fatalf("without resume: extranonce1 %s -> %s, resumed %v, counted %d/%d",
+						first.Extranonce1, second.Extranonce1, second.Resumed, resumed, refused)
+				}
+			} else if second.Extranonce1 != first.Extranonce1 || !second.Resumed || resumed != 1 || refused != 0 {
+				t.Fatalf("extranonce1 %s -> %s, resumed %v, counted %d resumed %d refused",
+					first.Extranonce1, second.Extranonce1, second.Resumed, resumed, refused)
+			}
+			before := m.Accepted()
+			eventually(t, func() bool { return m.Accepted() > before+20 }, "shares accepted after the reconnect")
+			if r := m.Stats().Snapshot(time.Second); r.GoodRejected != 0 {
+				t.Fatalf("honest shares rejected: %v", r.RejectsByReason)
+			}
+		})
 	}
 }

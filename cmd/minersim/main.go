@@ -68,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	suggest := fs.Float64("suggest-diff", 0, "difficulty sent with mining.suggest_difficulty (0: none)")
 	minDiff := fs.Float64("min-diff", 0, "BIP310 minimum-difficulty to request (0: none)")
 	noRolling := fs.Bool("no-version-rolling", false, "skip mining.configure and submit 5 parameters")
+	noResume := fs.Bool("no-session-resume", false, "on reconnect, do not offer the previous session id in mining.subscribe (firmware does)")
 	model := fs.String("model", minersim.AntminerS19.Name, "power model of every miner")
 	workers := fs.Int("workers", 0, "hashing goroutines (0: GOMAXPROCS)")
 	tick := fs.Duration("tick", minersim.DefaultTick, "how often miners waiting for hash budget are re-examined (longer: less client CPU for slow miners)")
@@ -144,7 +145,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	o.fleet = minersim.FleetConfig{
 		Miner: minersim.MinerConfig{
 			Addr: addr, User: *user, Password: *password,
-			NoVersionRolling: *noRolling, MinimumDifficulty: *minDiff, SuggestDifficulty: *suggest,
+			NoVersionRolling: *noRolling, NoSessionResume: *noResume, MinimumDifficulty: *minDiff, SuggestDifficulty: *suggest,
 			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
 			Model: m,
 		},

@@ -23,6 +23,12 @@ func TestParseFlags(t *testing.T) {
 		o.fleet.Miner.BadFraction != 0.1 || o.fleet.Miner.Model != minersim.AntminerS21 || o.fleet.Miner.Password != "x" {
 		t.Errorf("options %+v", o.fleet)
 	}
+	if o.fleet.Miner.NoSessionResume {
+		t.Errorf("session resume off by default; firmware offers its session id")
+	}
+	if o, err := parseFlags(append(ok, "-no-session-resume"), io.Discard); err != nil || !o.fleet.Miner.NoSessionResume {
+		t.Errorf("-no-session-resume: %v %+v", err, o.fleet.Miner)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string

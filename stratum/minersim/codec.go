@@ -308,6 +308,39 @@ func parseSubscribeResult(raw json.RawMessage) ([]byte, int, error) {
 	return parseExtranonce(p[1], p[2])
 }
 
+// maxSessionIDLength bounds the subscription id kept for session resume.
+const maxSessionIDLength = 128
+
+// subscriptionID returns the session id in a mining.subscribe result: the
+// id of its "mining.notify" subscription, which cgminer-based firmware
+// sends back when it reconnects. Results with subscriptions in another
+// shape, or ids that are not short strings, give "" (nothing to resume).
+func subscriptionID(raw json.RawMessage) string {
+	var p []json.RawMessage
+	if err := json.Unmarshal(raw, &p); err != nil || len(p) < 1 {
+		return ""
+	}
+	var pairs [][]json.RawMessage
+	if err := json.Unmarshal(p[0], &pairs); err != nil {
+		// Some pools send one flat ["mining.notify", id] pair.
+		var flat []json.RawMessage
+		if json.Unmarshal(p[0], &flat) != nil {
+			return ""
+		}
+		pairs = [][]json.RawMessage{flat}
+	}
+	for _, pair := range pairs {
+		var method, id string
+		if len(pair) != 2 || json.Unmarshal(pair[0], &method) != nil || json.Unmarshal(pair[1], &id) != nil {
+			continue
+		}
+		if method == "mining.notify" && len(id) <= maxSessionIDLength {
+			return id
+		}
+	}
+	return ""
+}
+
 // reconnectParams are client.reconnect's [host, port, wait seconds]; every
 // member is optional (empty means "the same server, now").
 type reconnectParams struct {

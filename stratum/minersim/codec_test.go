@@ -224,3 +224,20 @@ func FuzzParseLine(f *testing.F) {
 		}
 	})
 }
+
+func TestSubscriptionID(t *testing.T) {
+	for _, tc := range []struct{ result, want string }{
+		{`[[["mining.set_difficulty","a"],["mining.notify","07000001a1b2c3d4"]],"07000001",4]`, "07000001a1b2c3d4"},
+		{`[["mining.notify","ae6812eb4cd7735a302a8a9dd95cf71f"],"08000002",4]`, "ae6812eb4cd7735a302a8a9dd95cf71f"},
+		{`[[["mining.set_difficulty","a"]],"07000001",4]`, ""},
+		{`[null,"07000001",4]`, ""},
+		{`[[["mining.notify",7]],"07000001",4]`, ""},
+		{`[[["mining.notify","` + strings.Repeat("a", 129) + `"]],"07000001",4]`, ""},
+		{`{}`, ""},
+		{`[]`, ""},
+	} {
+		if got := subscriptionID(json.RawMessage(tc.result)); got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.result, got, tc.want)
+		}
+	}
+}

@@ -54,6 +54,11 @@ type MinerConfig struct {
 	// SuggestDifficulty, when > 0, is sent with mining.suggest_difficulty
 	// after authorizing.
 	SuggestDifficulty float64
+	// NoSessionResume stops the miner from offering its previous session
+	// id (the subscription id of the last subscribe answer) as the second
+	// mining.subscribe param when it reconnects, which cgminer-based
+	// firmware does by default.
+	NoSessionResume bool
 
 	// HashesPerSecond is the miner's hash budget (DefaultHashesPerSecond
 	// when 0). It is ignored in Fast mode.

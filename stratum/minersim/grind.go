@@ -1,6 +1,7 @@
 package minersim
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"time"
@@ -24,6 +25,8 @@ const badNTimeOffset = 3 * 3600
 // new job arrives.
 type cursor struct {
 	seq    uint64 // job sequence number the cursor belongs to
+	jobID  string // and that job's id and extranonce1
+	en1    []byte
 	en2    uint64
 	nonce  uint32
 	inSpan uint64 // nonces scanned for the current (en2, version) pair
@@ -166,7 +169,15 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 
 	c := &m.cur
 	if c.seq != aj.seq {
-		*c = cursor{seq: aj.seq}
+		if c.jobID == aj.job.ID && bytes.Equal(c.en1, aj.en1) {
+			// The same job with the same extranonce1 on a new session:
+			// the pool resumed ours and sent the job again. Carry on
+			// where we were, or we would grind and submit the shares we
+			// sent before the drop a second time.
+			c.seq = aj.seq
+		} else {
+			*c = cursor{seq: aj.seq, jobID: aj.job.ID, en1: aj.en1}
+		}
 	}
 	rolls := rollCount(rolling, mask)
 	var en2buf [maxExtranonceBytes]byte

@@ -92,6 +92,18 @@ func (m *Miner) onSubscribe(s *session, msg *serverMsg) error {
 	}
 	m.mu.Lock()
 	s.en1, s.en2Size, s.subscribed = en1, en2Size, true
+	if s.offered != "" {
+		// The pool resumed the session exactly when it gave back the
+		// extranonce1 the offered session had.
+		if bytes.Equal(en1, m.lastEn1) {
+			m.resumed.Add(1)
+			m.stats.resumed.Add(1)
+		} else {
+			m.resumeRefused.Add(1)
+			m.stats.resumeRefused.Add(1)
+		}
+	}
+	m.lastSession, m.lastEn1 = subscriptionID(msg.Result), en1
 	m.mu.Unlock()
 	return m.sendAfterSubscribe(s)
 }

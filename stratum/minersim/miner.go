@@ -39,6 +39,12 @@ type Miner struct {
 
 	mu   sync.Mutex
 	sess *session // nil while disconnected
+	// lastSession and lastEn1 are the session id and extranonce1 of the
+	// previous subscribe answer, kept across connections for resume.
+	lastSession string
+	lastEn1     []byte
+
+	resumed, resumeRefused atomic.Uint64
 }
 
 // session is the state of one connection; every field is guarded by
@@ -61,6 +67,8 @@ type session struct {
 	en1      []byte
 	en2Size  int
 	nextDiff float64
+	// offered is the session id sent in mining.subscribe ("" for none).
+	offered string
 
 	job        *activeJob // newest job; nil before the first notify
 	jobSeq     uint64
@@ -362,8 +370,27 @@ func (m *Miner) sendConfigure(s *session) error {
 	return m.send(s, reqConfigure, nil, "mining.configure", exts, params)
 }
 
+// sendSubscribe subscribes, offering the previous connection's session
+// id as firmware does, so a pool that kept the session gives back the
+// same extranonce1.
 func (m *Miner) sendSubscribe(s *session) error {
-	return m.send(s, reqSubscribe, nil, "mining.subscribe", m.cfg.UserAgent)
+	m.mu.Lock()
+	offer := ""
+	if !m.cfg.NoSessionResume {
+		offer = m.lastSession
+	}
+	s.offered = offer
+	m.mu.Unlock()
+	if offer == "" {
+		return m.send(s, reqSubscribe, nil, "mining.subscribe", m.cfg.UserAgent)
+	}
+	return m.send(s, reqSubscribe, nil, "mining.subscribe", m.cfg.UserAgent, offer)
+}
+
+// Resumes returns how many reconnects offered a session id and got the
+// previous extranonce1 back (resumed) or a different one (refused).
+func (m *Miner) Resumes() (resumed, refused uint64) {
+	return m.resumed.Load(), m.resumeRefused.Load()
 }
 
 // sendAfterSubscribe pipelines what firmware sends once it has its

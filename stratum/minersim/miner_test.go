@@ -378,3 +378,59 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestSessionResumeOffered: on reconnect the miner offers the subscription
+// id of the last subscribe answer (unless NoSessionResume), and counts a
+// resume when the pool gives back the same extranonce1 and a refusal when
+// it does not.
+func TestSessionResumeOffered(t *testing.T) {
+	for _, noResume := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSessionResume=%v", noResume), func(t *testing.T) {
+			ln := listen(t)
+			m := startMiner(t, MinerConfig{Addr: ln.Addr().String(), User: "erin.w", NoVersionRolling: true,
+				NoSessionResume: noResume, ReconnectDelay: time.Millisecond})
+			steps := []struct {
+				en1, subID string
+				offer      string // session id the miner must offer
+				resumed    uint64
+				refused    uint64
+			}{
+				{"07000001", "07000001a1b2c3d4", "", 0, 0},
+				{"07000001", "07000001a1b2c3d4", "07000001a1b2c3d4", 1, 0}, // resumed
+				{"07000009", "07000009e5f60718", "07000001a1b2c3d4", 1, 1}, // refused
+				{"0700000a", "0700000a00000000", "07000009e5f60718", 1, 2},
+			}
+			for i, st := range steps {
+				f := accept(t, ln)
+				r := f.expect("mining.subscribe")
+				offer := ""
+				if len(r.Params) > 1 {
+					offer = r.str(t, 1)
+				}
+				want := st.offer
+				if noResume {
+					want = ""
+				}
+				if offer != want {
+					t.Fatalf("connection %d offered session %q, want %q: %s", i, offer, want, r.raw)
+				}
+				f.reply(r, fmt.Sprintf(`[[["mining.set_difficulty","x"],["mining.notify",%q]],%q,4]`, st.subID, st.en1))
+				f.expect("mining.extranonce.subscribe")
+				// The outcome is counted before authorize is sent.
+				f.expect("mining.authorize")
+				resumed, refused := m.Resumes()
+				if noResume {
+					st.resumed, st.refused = 0, 0
+				}
+				if resumed != st.resumed || refused != st.refused {
+					t.Fatalf("connection %d: %d resumed, %d refused; want %d, %d", i, resumed, refused, st.resumed, st.refused)
+				}
+				f.c.Close()
+			}
+			rep := m.Stats().Snapshot(time.Second)
+			if !noResume && (rep.Resumed != 1 || rep.ResumeRefused != 2) {
+				t.Fatalf("report: %d resumed, %d refused", rep.Resumed, rep.ResumeRefused)
+			}
+		})
+	}
+}

@@ -44,6 +44,7 @@ func (r Report) WriteText(w io.Writer) error {
 	fmt.Fprintf(&b, "jobs              %d\n", r.Jobs)
 	fmt.Fprintf(&b, "connections       %d connects, %d failed, %d disconnects, %d auth failures, %d reconnect requests\n",
 		r.Connects, r.ConnectFailures, r.Disconnects, r.AuthFailures, r.ReconnectRequests)
+	fmt.Fprintf(&b, "session resume    %d resumed, %d refused\n", r.Resumed, r.ResumeRefused)
 	fmt.Fprintf(&b, "malformed lines   %d\n", r.Malformed)
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -87,6 +87,7 @@ type Stats struct {
 	connects, connectFailures     atomic.Uint64
 	disconnects, authFailures     atomic.Uint64
 	reconnectRequests, jobs       atomic.Uint64
+	resumed, resumeRefused        atomic.Uint64
 	badSent                       [numBadKinds]atomic.Uint64
 
 	mu      sync.Mutex
@@ -157,6 +158,11 @@ type Report struct {
 	AuthFailures      uint64 `json:"auth_failures"`
 	ReconnectRequests uint64 `json:"reconnect_requests"`
 	Malformed         uint64 `json:"malformed"`
+	// Resumed counts reconnects that offered the previous session id and
+	// got the previous extranonce1 back; ResumeRefused those that got a
+	// new one.
+	Resumed       uint64 `json:"resumed"`
+	ResumeRefused uint64 `json:"resume_refused"`
 }
 
 // Snapshot builds a report from the counters; elapsed is the run time.
@@ -181,6 +187,8 @@ func (s *Stats) Snapshot(elapsed time.Duration) Report {
 		AuthFailures:      s.authFailures.Load(),
 		ReconnectRequests: s.reconnectRequests.Load(),
 		Malformed:         s.malformed.Load(),
+		Resumed:           s.resumed.Load(),
+		ResumeRefused:     s.resumeRefused.Load(),
 		RejectsByReason:   map[string]uint64{},
 		BadSent:           map[string]uint64{},
 	}
