@@ -74,3 +74,47 @@ func BenchmarkRecordShareLatency(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-us")
 	b.ReportMetric(pct(0.999), "p999-us")
 }
+
+// BenchmarkRecordShareLatencySmallSpool is BenchmarkRecordShareLatency
+// with a 4 MiB spool (about 1.3 s of shares at 20,000/s), whose room the
+// drain must keep freeing: with segments of a sixteenth of the limit
+// (serve's old work-around) and with default 64 MiB segments, which the
+// drain seals once the spool is half full.
+func BenchmarkRecordShareLatencySmallSpool(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		segment int64
+	}{{"segment=256KiB", 256 << 10}, {"segment=64MiB", 64 << 20}} {
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			db := newDB(b)
+			r := newRecorder(b, db, b.TempDir(), WithFlushInterval(50*time.Millisecond), WithSpoolLimit(4<<20),
+				WithSegmentSize(bc.segment))
+			job := testJob("lat")
+			base := testShare(job, 1)
+			lat := make([]time.Duration, 0, b.N)
+			const interval = time.Second / 20000
+			next := time.Now()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for time.Now().Before(next) {
+				}
+				next = next.Add(interval)
+				s := *base
+				s.Nonce = uint32(i)
+				t0 := time.Now()
+				if err := r.RecordShare(ctx, &s); err != nil {
+					b.Fatalf("share %d: %v", i, err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(r.spool.Segments()[0].Seq), "segments")
+			slices.Sort(lat)
+			pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) / 1e3 }
+			b.ReportMetric(pct(0.5), "p50-us")
+			b.ReportMetric(pct(0.99), "p99-us")
+			b.ReportMetric(pct(0.999), "p999-us")
+		})
+	}
+}

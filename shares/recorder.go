@@ -73,8 +73,10 @@ func WithSegmentAge(d time.Duration) Option { return func(o *options) { o.spool.
 // WithSpoolLimit caps the spool's bytes on disk (default 4 GiB); beyond it
 // records are refused with ErrSpoolFull. At ~150 bytes a share, 4 GiB holds
 // about 28 million shares: at 20,000 shares/s, 23 minutes of database
-// outage. Keep it above two flush intervals of peak share traffic, the
-// most the spool holds while the database keeps up.
+// outage. Keep it to a few seconds of peak share traffic at least (20,000
+// shares/s write about 3 MB/s): the drain frees room a pass at a time, and
+// a limit that one slow pass fills refuses shares while the database is up
+// (measured: 1 MiB at 20,000/s does, 4 MiB does not).
 func WithSpoolLimit(bytes int64) Option { return func(o *options) { o.spool.LimitBytes = bytes } }
 
 // WithBatchSize sets how many spooled records go to PostgreSQL in one
