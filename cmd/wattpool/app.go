@@ -229,6 +229,7 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 	sc.VersionMask = cfg.VersionMask
 	sc.Extranonce2Size = cfg.Extranonce2Size
 	sc.RefreshInterval = cfg.JobRefresh
+	sc.SessionResumeWindow, sc.MaxParkedSessions = cfg.SessionResumeWindow, cfg.MaxParkedSessions
 	sc.Vardiff = stratum.VardiffConfig{
 		TargetInterval: cfg.Vardiff.TargetInterval, RetargetInterval: cfg.Vardiff.RetargetInterval,
 		RetargetShares: cfg.Vardiff.RetargetShares, MaxFactor: cfg.Vardiff.MaxFactor, Tolerance: cfg.Vardiff.Tolerance,

@@ -24,6 +24,8 @@ urls = ["http://u:p@127.0.0.1:8332"]
 version_mask = "00ffe000"
 job_refresh_interval = "12s"
 extranonce2_size = 6
+session_resume_window = "3m"
+max_parked_sessions = 1234
 [[stratum.group]]
 pattern = "acme.*"
 group = "acme"
@@ -34,6 +36,9 @@ group = "acme"
 	sc := stratumConfig(c)
 	if sc.RefreshInterval != 12*time.Second || sc.VersionMask != 0x00ffe000 || sc.Extranonce2Size != 6 {
 		t.Fatalf("refresh %v mask %08x en2 %d", sc.RefreshInterval, sc.VersionMask, sc.Extranonce2Size)
+	}
+	if sc.SessionResumeWindow != 3*time.Minute || sc.MaxParkedSessions != 1234 {
+		t.Fatalf("session resume %v, %d parked", sc.SessionResumeWindow, sc.MaxParkedSessions)
 	}
 	if len(sc.Groups) != 1 || sc.Groups[0].Group != "acme" {
 		t.Fatalf("groups %+v", sc.Groups)

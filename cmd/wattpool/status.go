@@ -33,6 +33,7 @@ type status struct {
 	Shares      shareCounts            `json:"shares"`
 	Blocks      blockCounts            `json:"blocks"`
 	BannedIPs   int                    `json:"banned_ips"`
+	Parked      int                    `json:"parked_sessions"`
 	Database    bool                   `json:"database"`
 	Spool       *spoolStatus           `json:"spool,omitempty"`
 }
@@ -93,7 +94,7 @@ func (a *app) status() (*status, error) {
 		Height: ss.Height, JobID: ss.JobID, NetworkDiff: ss.NetworkDiff,
 		Jobs:        m.byLabel("wattpool_stratum_jobs_total", "kind", nil),
 		Connections: ss.Connections, Ready: ss.Ready, Workers: ss.Workers, Hashrate: ss.Hashrate,
-		Groups: ss.Groups, Accounts: ss.Accounts, BannedIPs: ss.BannedIPs,
+		Groups: ss.Groups, Accounts: ss.Accounts, BannedIPs: ss.BannedIPs, Parked: ss.ParkedSessions,
 		Shares:   shareCounts{Accepted: ss.SharesAccepted, Rejects: map[string]uint64{}},
 		Blocks:   blockCounts{Found: ss.BlocksFound, ByResult: m.byLabel("wattpool_stratum_blocks_found_total", "result", nil)},
 		Database: a.recorder != nil,

@@ -81,6 +81,13 @@ type Config struct {
 	// JobRefresh is how often miners get a fresh job (clean_jobs=false)
 	// on the same block, carrying the newest template's transactions.
 	JobRefresh time.Duration
+	// SessionResumeWindow is how long a closed connection's session
+	// (extranonce1, jobs, duplicate sets) waits for its miner to come back
+	// with its session id; 0 disables resuming.
+	SessionResumeWindow time.Duration
+	// MaxParkedSessions bounds the sessions waiting to be resumed (oldest
+	// dropped first); 0 disables resuming.
+	MaxParkedSessions int
 	// Groups map "account.worker" names (path.Match patterns) to worker
 	// groups, first match wins.
 	Groups []Group
@@ -146,6 +153,8 @@ func Defaults() File {
 			Extranonce2Size: 4,
 			VersionMask:     "1fffe000",
 			JobRefresh:      "30s",
+			SessionResume:   "10m",
+			MaxParked:       20000,
 			Vardiff: VardiffFile{TargetInterval: "10s", RetargetInterval: "60s", RetargetShares: 30,
 				MaxFactor: 4, Tolerance: 0.3},
 			Listeners: []ListenerFile{{Name: "default", Addr: "0.0.0.0:3333", StartDiff: &start, MinDiff: &lo, MaxDiff: &hi}},
@@ -153,6 +162,14 @@ func Defaults() File {
 		HTTP: HTTPFile{Addr: "127.0.0.1:8080"},
 	}
 }
+
+// MaxSessionResumeWindow and MaxParkedSessions bound the session-resume
+// settings as the stratum server does: a parked session holds its jobs in
+// memory, so neither the time nor the count may grow without limit.
+const (
+	MaxSessionResumeWindow = time.Hour
+	MaxParkedSessions      = 1 << 20
+)
 
 // MaxSpoolSync bounds instance.spool_sync_interval: the fsync interval is
 // the window of acknowledged shares a power loss may take.

@@ -100,6 +100,8 @@ migrate = true
 [stratum]
 extranonce2_size = 8
 job_refresh_interval = "15s"
+session_resume_window = "0s"
+max_parked_sessions = 500
 [stratum.vardiff]
 target_interval = "5s"
 retarget_interval = "30s"
@@ -135,6 +137,9 @@ addr = "off"
 	}
 	if c.JobRefresh != 15*time.Second {
 		t.Fatalf("job refresh %v, want 15s", c.JobRefresh)
+	}
+	if c.SessionResumeWindow != 0 || c.MaxParkedSessions != 500 {
+		t.Fatalf("session resume %v, %d parked; want 0s (off) and 500", c.SessionResumeWindow, c.MaxParkedSessions)
 	}
 	want := []Listener{{"asic", ":3333", 65536, 4096, 1e9}, {"cpu", ":3334", 0.01, 0.0001, 16}}
 	if len(c.Listeners) != 2 || c.Listeners[0] != want[0] || c.Listeners[1] != want[1] {
@@ -256,10 +261,13 @@ poll_interval = "fast"
 spool_sync_interval = "2s"
 [stratum]
 job_refresh_interval = "500ms"
+session_resume_window = "2h"
+max_parked_sessions = -1
 [stratum.vardiff]
 target_interval = "-1s"
 `, want: []string{"instance.spool_sync_interval: 2s is too long", "node.timeout: \"10\" is not a duration", "node.poll_interval: \"fast\"",
-			"stratum.vardiff.target_interval: -1s is too short", "stratum.job_refresh_interval: 500ms is too short"}},
+			"stratum.vardiff.target_interval: -1s is too short", "stratum.job_refresh_interval: 500ms is too short",
+			"stratum.session_resume_window: 2h0m0s is too long", "stratum.max_parked_sessions: -1 is out of range"}},
 		{name: "bad env types", file: minimal, env: []string{"WATTPOOL_START_DIFF", "lots", "WATTPOOL_INSTANCE_ID", "x",
 			"WATTPOOL_DATABASE_MIGRATE", "yes please"},
 			want: []string{"stratum.listener[0].start_diff (from WATTPOOL_START_DIFF): \"lots\" is not a number",

@@ -64,6 +64,8 @@ type StratumFile struct {
 	Extranonce2Size int            `toml:"extranonce2_size"`
 	VersionMask     string         `toml:"version_mask"`
 	JobRefresh      string         `toml:"job_refresh_interval"`
+	SessionResume   string         `toml:"session_resume_window"`
+	MaxParked       int            `toml:"max_parked_sessions"`
 	Vardiff         VardiffFile    `toml:"vardiff"`
 	Listeners       []ListenerFile `toml:"listener"`
 	Groups          []GroupFile    `toml:"group"`

@@ -154,6 +154,14 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 		v.errorf("stratum.version_mask", "%08x leaves fewer than 2 bits to roll (\"0\" disables version rolling)", c.VersionMask)
 	}
 	c.JobRefresh = v.duration("stratum.job_refresh_interval", f.Stratum.JobRefresh, time.Second)
+	c.SessionResumeWindow = v.duration("stratum.session_resume_window", f.Stratum.SessionResume, 0)
+	if c.SessionResumeWindow > MaxSessionResumeWindow {
+		v.errorf("stratum.session_resume_window", "%v is too long (at most %v; \"0s\" disables resuming)", c.SessionResumeWindow, MaxSessionResumeWindow)
+	}
+	c.MaxParkedSessions = f.Stratum.MaxParked
+	if c.MaxParkedSessions < 0 || c.MaxParkedSessions > MaxParkedSessions {
+		v.errorf("stratum.max_parked_sessions", "%d is out of range [0, %d] (0 disables resuming)", c.MaxParkedSessions, MaxParkedSessions)
+	}
 	v.vardiff(f, c)
 	v.listeners(f, c)
 	for i, g := range f.Stratum.Groups {
