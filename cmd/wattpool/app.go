@@ -17,7 +17,6 @@ import (
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
 	"github.com/wattpool/wattpool/migrations"
 	"github.com/wattpool/wattpool/shares"
-	"github.com/wattpool/wattpool/shares/spool"
 	"github.com/wattpool/wattpool/stratum"
 	"github.com/wattpool/wattpool/stratum/node"
 	"github.com/wattpool/wattpool/stratum/work"
@@ -142,7 +141,7 @@ func (a *app) buildSink(ctx context.Context) error {
 	}
 	a.recorder, err = shares.New(shares.Config{Instance: cfg.Instance, SpoolDir: cfg.SpoolDir}, a.db,
 		a.log.Named("shares"), shares.WithRegisterer(a.reg), shares.WithSpoolLimit(cfg.SpoolLimit),
-		shares.WithSegmentSize(spoolSegmentSize(cfg.SpoolLimit)), spoolSyncOption(cfg.SpoolSync))
+		spoolSyncOption(cfg.SpoolSync))
 	if err != nil {
 		return err
 	}
@@ -154,16 +153,6 @@ func (a *app) buildSink(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// spoolSegmentSize keeps a spool's segments at most a sixteenth of its
-// limit (and at most spool.DefaultSegmentBytes). Only sealed segments are
-// deleted once drained, so a full spool whose limit fit in one segment
-// would keep refusing shares after the database is back until that
-// segment aged out (a minute); with small segments the drain frees nearly
-// all the room at once.
-func spoolSegmentSize(limit int64) int64 {
-	return min(spool.DefaultSegmentBytes, max(limit/16, 64<<10))
 }
 
 // applyMigrations brings the schema up to date on one connection of db.
