@@ -348,7 +348,7 @@ func (r *Recorder) pass(ctx context.Context) {
 	r.writer.beginPass(r.opts.now(), r.spool.Stats().Appended)
 	err := r.writer.drain(ctx)
 	if err == nil {
-		if _, rerr := r.rejects.flush(ctx, r.db, r.names); rerr != nil {
+		if rerr := r.flushRejects(ctx); rerr != nil {
 			r.metrics.errors.WithLabelValues("reject_flush").Inc()
 			err = rerr
 		}
@@ -365,6 +365,15 @@ func (r *Recorder) pass(ctx context.Context) {
 		r.dbFailed = false
 		r.log.Info("ledger: PostgreSQL writes work again; spool drained")
 	}
+}
+
+// flushRejects stores the reject aggregate and counts the rows it wrote
+// (a retried flush whose first commit went through counts them now, when
+// they are known to be stored). The caller holds drainMu.
+func (r *Recorder) flushRejects(ctx context.Context) error {
+	n, err := r.rejects.flush(ctx, r.db, r.names)
+	r.metrics.rows.WithLabelValues("rejects").Add(float64(n))
+	return err
 }
 
 // Flush drains everything spooled and synced so far into PostgreSQL now
@@ -392,7 +401,7 @@ func (r *Recorder) flushLocked(ctx context.Context) error {
 	if err := r.writer.drain(ctx); err != nil {
 		return fmt.Errorf("flush ledger: %w", err)
 	}
-	if _, err := r.rejects.flush(ctx, r.db, r.names); err != nil {
+	if err := r.flushRejects(ctx); err != nil {
 		return fmt.Errorf("flush ledger: %w", err)
 	}
 	return nil
@@ -421,7 +430,7 @@ func (r *Recorder) close(ctx context.Context, drain bool) error {
 		r.writer.beginPass(r.opts.now(), r.spool.Stats().Appended)
 		derr := r.writer.drain(ctx)
 		if derr == nil {
-			_, derr = r.rejects.flush(ctx, r.db, r.names)
+			derr = r.flushRejects(ctx)
 		}
 		r.writer.endPass()
 		if derr != nil {

@@ -178,6 +178,15 @@ func TestRecorderEndToEnd(t *testing.T) {
 	if rejects != 2 || rejectDiff != 16 {
 		t.Fatalf("rejects %v diff %v", rejects, rejectDiff)
 	}
+	var rows int64
+	if err := db.QueryRow(ctx, "SELECT count(*) FROM rejects").Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	// Each flush counts the rows it upserted, so the metric covers the
+	// table's rows (more when a background flush wrote a key twice).
+	if got := metricValue(t, r.metrics.rows.WithLabelValues("rejects")); rows == 0 || got < float64(rows) {
+		t.Fatalf("rejects rows metric %v, table has %d rows", got, rows)
+	}
 	if n := count(t, db, "SELECT count(*) FROM jobs WHERE job_id = 'a1' AND array_length(merkle_branch, 1) = 2"); n != 1 {
 		t.Fatalf("%d jobs", n)
 	}
