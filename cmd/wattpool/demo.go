@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/btcsuite/btcd/address/v2"
@@ -171,38 +172,10 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	}
 	fmt.Fprintf(out, "demo: regtest chain at height %d (segwit active from 432)\n", height)
 
-	stratumPort, err := devstack.FreePort()
+	cfg, err := demoPoolConfig(o, dir, payout)
 	if err != nil {
 		return nil, err
 	}
-	httpPort, err := devstack.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	vars := map[string]string{
-		"WATTPOOL_INSTANCE_NAME":    "demo",
-		"WATTPOOL_NETWORK":          "regtest",
-		"WATTPOOL_PAYOUT_ADDRESS":   payout,
-		"WATTPOOL_NODE_URL":         o.Node.URL,
-		"WATTPOOL_DATABASE_URL":     o.DatabaseURL,
-		"WATTPOOL_DATABASE_MIGRATE": "true",
-		"WATTPOOL_SPOOL_DIR":        filepath.Join(dir, "spool"),
-		"WATTPOOL_STRATUM_ADDR":     "127.0.0.1:" + strconv.Itoa(stratumPort),
-		"WATTPOOL_HTTP_ADDR":        "127.0.0.1:" + strconv.Itoa(httpPort),
-		"WATTPOOL_LOG_LEVEL":        o.LogLevel,
-		"WATTPOOL_LOG_FORMAT":       "json",
-		// Regtest's target is 2^255: a share target that easy saturates
-		// at 2^256-1, so every hash is a share and about half of them are
-		// blocks. The hash budget paces the fleet instead of vardiff.
-		"WATTPOOL_START_DIFF": "1e-10",
-		"WATTPOOL_MIN_DIFF":   "1e-10",
-		"WATTPOOL_MAX_DIFF":   "1e-10",
-	}
-	cfg, err := config.Parse([]byte(demoConfig), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
-	if err != nil {
-		return nil, fmt.Errorf("demo configuration:\n%w", err)
-	}
-
 	logPath := filepath.Join(dir, "wattpool.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -216,18 +189,31 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	}
 	defer func() { _ = log.Sync() }()
 
-	a, err := newApp(ctx, cfg, log, level)
-	if err != nil {
-		return nil, err
-	}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	var a *app
 	appErr := make(chan error, 1)
-	go func() { appErr <- a.run(runCtx, nil) }()
-	select {
-	case <-a.server.Ready():
-	case err := <-appErr:
-		return nil, fmt.Errorf("demo: pool stopped during start-up: %w", err)
+	// The ports are picked free, but another process can bind one before
+	// the pool does: the pool then fails to start and gets new ones.
+	for attempt := 1; ; attempt++ {
+		if a, err = newApp(ctx, cfg, log, level); err == nil {
+			go func() { appErr <- a.run(runCtx, nil) }()
+			select {
+			case <-a.server.Ready():
+			case err = <-appErr:
+				err = fmt.Errorf("demo: pool stopped during start-up: %w", err)
+			}
+		}
+		if err == nil {
+			break
+		}
+		if attempt == demoStartAttempts || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, err
+		}
+		log.Warn("a port picked for the pool was taken meanwhile; picking new ones", zap.Error(err))
+		if cfg, err = demoPoolConfig(o, dir, payout); err != nil {
+			return nil, err
+		}
 	}
 	stratumAddr := a.server.Addr(cfg.Listeners[0].Name).String()
 	fmt.Fprintf(out, "demo: pool up: stratum %s, http http://%s (/metrics, /api/v1/status), database %s, log %s\n",
@@ -373,4 +359,49 @@ func formatHashrate(h float64) string {
 		i++
 	}
 	return fmt.Sprintf("%.3g %s", h, units[i])
+}
+
+// demoFreePort picks the pool's ports; TestDemo makes it hand out a taken
+// one first.
+var demoFreePort = devstack.FreePort
+
+// demoStartAttempts bounds how often the demo pool is started on new ports
+// after losing a picked one to another process.
+const demoStartAttempts = 3
+
+// demoPoolConfig is the demo pool's configuration on two newly picked
+// free ports.
+func demoPoolConfig(o demoOptions, dir, payout string) (*config.Config, error) {
+	stratumPort, err := demoFreePort()
+	if err != nil {
+		return nil, err
+	}
+	httpPort, err := demoFreePort()
+	if err != nil {
+		return nil, err
+	}
+	vars := map[string]string{
+		"WATTPOOL_INSTANCE_NAME":    "demo",
+		"WATTPOOL_NETWORK":          "regtest",
+		"WATTPOOL_PAYOUT_ADDRESS":   payout,
+		"WATTPOOL_NODE_URL":         o.Node.URL,
+		"WATTPOOL_DATABASE_URL":     o.DatabaseURL,
+		"WATTPOOL_DATABASE_MIGRATE": "true",
+		"WATTPOOL_SPOOL_DIR":        filepath.Join(dir, "spool"),
+		"WATTPOOL_STRATUM_ADDR":     "127.0.0.1:" + strconv.Itoa(stratumPort),
+		"WATTPOOL_HTTP_ADDR":        "127.0.0.1:" + strconv.Itoa(httpPort),
+		"WATTPOOL_LOG_LEVEL":        o.LogLevel,
+		"WATTPOOL_LOG_FORMAT":       "json",
+		// Regtest's target is 2^255: a share target that easy saturates
+		// at 2^256-1, so every hash is a share and about half of them are
+		// blocks. The hash budget paces the fleet instead of vardiff.
+		"WATTPOOL_START_DIFF": "1e-10",
+		"WATTPOOL_MIN_DIFF":   "1e-10",
+		"WATTPOOL_MAX_DIFF":   "1e-10",
+	}
+	cfg, err := config.Parse([]byte(demoConfig), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	if err != nil {
+		return nil, fmt.Errorf("demo configuration:\n%w", err)
+	}
+	return cfg, nil
 }

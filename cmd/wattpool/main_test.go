@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
+	"github.com/wattpool/wattpool/internal/devstack"
 	"github.com/wattpool/wattpool/internal/testenv"
 	"github.com/wattpool/wattpool/stratum/minersim"
 )
@@ -320,6 +322,23 @@ func mustGrinder(t *testing.T) *minersim.Grinder {
 func TestDemo(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	node := testenv.StartBtcd(t)
+	// The first port the demo picks is one another process holds, as if
+	// it had been taken between the pick and the pool's bind: the demo
+	// must start its pool on new ports.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	handedTaken := false
+	demoFreePort = func() (int, error) {
+		if !handedTaken {
+			handedTaken = true
+			return taken.Addr().(*net.TCPAddr).Port, nil
+		}
+		return devstack.FreePort()
+	}
+	t.Cleanup(func() { demoFreePort = devstack.FreePort })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
@@ -334,6 +353,9 @@ func TestDemo(t *testing.T) {
 	}
 	if res.Report.BlocksAccepted == 0 || res.Height <= 440 {
 		t.Fatalf("no block accepted: report %+v, height %d", res.Report, res.Height)
+	}
+	if !handedTaken {
+		t.Error("the demo did not pick its ports through demoFreePort")
 	}
 	if !strings.Contains(out.String(), "status: height") {
 		t.Errorf("no status line printed")
