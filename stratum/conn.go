@@ -51,6 +51,9 @@ type conn struct {
 
 	reason    atomic.Uint32 // CloseReason+1 once decided
 	closeOnce sync.Once
+	// done is closed when teardown is complete (the session parked or
+	// let go): a subscribe taking the session over waits for it.
+	done chan struct{}
 
 	// Outbound queue, guarded by wmu. writing is true while a writer
 	// goroutine owns the socket's write side.
@@ -140,7 +143,8 @@ func (s *Server) newConn(nc net.Conn, l *listener) *conn {
 	now := s.now()
 	lc := l.cfg.Load()
 	cfg := s.cfg.Load()
-	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now()}
+	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now(),
+		done: make(chan struct{})}
 	c.wcond.L = &c.wmu
 	c.lastRead = c.connectedAt
 	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
@@ -594,7 +598,8 @@ func (c *conn) teardown() {
 	}
 	c.l.metrics.connections.Dec()
 	s.metrics.closedByReason[r].Inc()
-	if r == ClosedClient || r == ClosedShutdown {
+	defer close(c.done)
+	if r == ClosedClient || r == ClosedShutdown || r == ClosedTakenOver {
 		if c.debugOn() {
 			c.log().Debug("connection closed", zap.Stringer("reason", r))
 		}

@@ -108,6 +108,8 @@ type recSink struct {
 	blocks   []FoundBlock
 	rejects  []Reject
 	shareErr error
+	// hold, when set, runs at the start of RecordShare (outside mu).
+	hold func()
 }
 
 func (s *recSink) RecordJob(_ context.Context, j *work.Job) error {
@@ -119,6 +121,12 @@ func (s *recSink) RecordJob(_ context.Context, j *work.Job) error {
 
 func (s *recSink) RecordShare(_ context.Context, sh *Share) error {
 	s.ev.add("record_share")
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		hold()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.shareErr != nil {

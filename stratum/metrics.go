@@ -24,6 +24,7 @@ const (
 	ClosedReadTimeout                         // silent for ReadTimeout (half-open)
 	ClosedBanned                              // IP banned (at accept or after a flood)
 	ClosedShutdown                            // server shutting down
+	ClosedTakenOver                           // the miner resumed its session on a new connection
 	closeReasonCount
 )
 
@@ -40,6 +41,7 @@ var closeReasonNames = [...]string{
 	ClosedReadTimeout:      "read_timeout",
 	ClosedBanned:           "banned",
 	ClosedShutdown:         "shutdown",
+	ClosedTakenOver:        "taken_over",
 }
 
 // String returns the stable name of the reason.
@@ -111,7 +113,7 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 	}
 	m.subscribesVec = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "wattpool_stratum_subscribes_total",
-		Help: "First subscribes of a connection: result resumed (a parked session taken over) or fresh (new extranonce1), with the reason a fresh one offered no usable session id.",
+		Help: "First subscribes of a connection: result resumed (reason none: a parked session; taken_over: the session of a live, most likely half-open, connection, which was closed) or fresh (new extranonce1), with the reason a fresh one offered no usable session id.",
 	}, []string{"result", "reason"})
 	m.parked = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "wattpool_stratum_parked_sessions", Help: "Sessions of closed connections kept for the miner to resume.",
@@ -121,9 +123,12 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 		Help: "Parked sessions dropped without being resumed: expired (resume window passed) or evicted (MaxParkedSessions reached, oldest first).",
 	}, []string{"reason"})
 	for o := resumeOutcome(0); o < resumeOutcomeCount; o++ {
-		if o == resumeOK {
+		switch o {
+		case resumeOK:
 			m.subscribes[o] = m.subscribesVec.WithLabelValues("resumed", "none")
-		} else {
+		case resumeTakenOver:
+			m.subscribes[o] = m.subscribesVec.WithLabelValues("resumed", o.String())
+		default:
 			m.subscribes[o] = m.subscribesVec.WithLabelValues("fresh", o.String())
 		}
 	}

@@ -43,28 +43,34 @@ type sessionID [sessionIDSize]byte
 type resumeOutcome uint8
 
 const (
-	resumeNone          resumeOutcome = iota // no session id offered
-	resumeOK                                 // session resumed
-	resumeDisabled                           // resume is turned off
-	resumeMalformed                          // not 16 hex digits in a string
-	resumeOtherInstance                      // issued by another pool instance
-	resumeUnknown                            // never issued, evicted, or already resumed
-	resumeExpired                            // parked longer than SessionResumeWindow
-	resumeInUse                              // held by a live connection
-	resumeOtherListener                      // parked by a connection to another port
+	resumeNone            resumeOutcome = iota // no session id offered
+	resumeOK                                   // session resumed
+	resumeDisabled                             // resume is turned off
+	resumeMalformed                            // not 16 hex digits in a string
+	resumeOtherInstance                        // issued by another pool instance
+	resumeUnknown                              // never issued, evicted, or already resumed
+	resumeExpired                              // parked longer than SessionResumeWindow
+	resumeInUse                                // held by a live connection that cannot be taken over
+	resumeOtherListener                        // parked by (or live on) a connection to another port
+	resumeTakenOver                            // a live connection's session taken over (see takeOver)
+	resumeBanned                               // held by a live connection closing for a ban
+	resumeTakeoverTimeout                      // the live holder did not let go in time
 	resumeOutcomeCount
 )
 
 var resumeOutcomeNames = [...]string{
-	resumeNone:          "no_session",
-	resumeOK:            "resumed",
-	resumeDisabled:      "disabled",
-	resumeMalformed:     "malformed",
-	resumeOtherInstance: "other_instance",
-	resumeUnknown:       "unknown",
-	resumeExpired:       "expired",
-	resumeInUse:         "in_use",
-	resumeOtherListener: "other_listener",
+	resumeNone:            "no_session",
+	resumeOK:              "resumed",
+	resumeDisabled:        "disabled",
+	resumeMalformed:       "malformed",
+	resumeOtherInstance:   "other_instance",
+	resumeUnknown:         "unknown",
+	resumeExpired:         "expired",
+	resumeInUse:           "in_use",
+	resumeOtherListener:   "other_listener",
+	resumeTakenOver:       "taken_over",
+	resumeBanned:          "banned",
+	resumeTakeoverTimeout: "takeover_timeout",
 }
 
 func (o resumeOutcome) String() string {
@@ -196,9 +202,9 @@ func (s *Server) resumeLocked(c *conn, id sessionID, now time.Time) resumeOutcom
 		return resumeOtherInstance
 	}
 	if s.sessions.live[id] != nil {
-		// Most often the old connection is half-open and the server has
-		// not noticed yet. Two live connections must never share an
-		// extranonce1 (their work would collide), so this one starts anew.
+		// Two live connections must never share an extranonce1 (their
+		// work would collide): the caller may take the session over
+		// (takeOver), which parks it first.
 		return resumeInUse
 	}
 	p := s.sessions.parked[id]
@@ -241,9 +247,13 @@ func (s *Server) parkLocked(c *conn, why CloseReason, now time.Time) bool {
 		why == ClosedBanned || why == ClosedShutdown || s.closing.Load() {
 		return false
 	}
+	// The parked session gets a copy of the difficulty state: the closed
+	// connection stays readable (Connections may hold it a moment longer)
+	// while the resuming one changes the state under its own lock.
+	vd := *c.vd
 	p := &parkedSession{
 		id: c.session, en1: c.en1, listener: c.l, at: now,
-		vd: c.vd, jobs: c.jobs, jobHead: c.jobHead, lastJob: c.lastJob,
+		vd: &vd, jobs: c.jobs, jobHead: c.jobHead, lastJob: c.lastJob,
 		sentDiff: c.sentDiff, sentTarget: c.sentTarget,
 	}
 	c.jobs, c.lastJob = nil, nil
@@ -314,8 +324,8 @@ func (c *conn) logResume(o resumeOutcome, offered []byte) {
 		return
 	}
 	en1 := hex.EncodeToString(c.en1[:])
-	if o == resumeOK {
-		c.log().Debug("session resumed", zap.String("extranonce1", en1))
+	if o == resumeOK || o == resumeTakenOver {
+		c.log().Debug("session resumed", zap.Stringer("how", o), zap.String("extranonce1", en1))
 		return
 	}
 	c.log().Debug("session not resumed; new extranonce1", zap.Stringer("reason", o),

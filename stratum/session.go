@@ -102,23 +102,29 @@ func (c *conn) subscribe(m *Message) {
 		if len(ua) > maxUserAgentLength {
 			ua = ua[:maxUserAgentLength]
 		}
+		c.mu.Lock() // Connections reads it
 		c.userAgent = ua
+		c.mu.Unlock()
 	}
 	// params[1] is the session id of an earlier connection (see
 	// resume.go); only the first subscribe of a connection may resume.
 	outcome := resumeNone
 	s := c.s
-	s.mu.Lock()
+	// subscribed is written by this reader only, so it cannot change
+	// while resume runs without the locks (a takeover waits there).
 	c.mu.Lock()
 	first := !c.subscribed
+	c.mu.Unlock()
 	if first {
 		var offered sessionID
 		if offered, outcome = parseSessionID(m.Param(1)); outcome == resumeOK {
-			outcome = s.resumeLocked(c, offered, s.now())
+			outcome = s.resume(c, offered)
 		}
-		if outcome != resumeOK {
-			s.issueSessionLocked(c)
-		}
+	}
+	s.mu.Lock()
+	c.mu.Lock()
+	if first && !c.hasSession {
+		s.issueSessionLocked(c)
 	}
 	c.subscribed = true
 	en1, id := c.en1, c.session
