@@ -249,13 +249,26 @@ func TestSessionTakeoverRace(t *testing.T) {
 				return
 			default:
 			}
-			seen := map[string]bool{}
-			for _, ci := range e.s.Connections() {
-				if seen[ci.Extranonce1] && shared == "" {
-					shared = ci.Extranonce1
+			// One consistent snapshot of the open connections and parked
+			// sessions (Connections reads each connection at its own
+			// moment, so a connection it listed may be gone by then).
+			seen := map[[extranonce1Size]byte]bool{}
+			hold := func(en1 [extranonce1Size]byte) {
+				if seen[en1] && shared == "" {
+					shared = hex.EncodeToString(en1[:])
 				}
-				seen[ci.Extranonce1] = true
+				seen[en1] = true
 			}
+			e.s.mu.Lock()
+			for _, c := range e.s.conns {
+				c.mu.Lock()
+				hold(c.en1)
+				c.mu.Unlock()
+			}
+			for _, p := range e.s.sessions.parked {
+				hold(p.en1)
+			}
+			e.s.mu.Unlock()
 		}
 	}()
 
@@ -305,7 +318,7 @@ func TestSessionTakeoverRace(t *testing.T) {
 	close(stop)
 	watch.Wait()
 	if shared != "" {
-		t.Fatalf("two open connections held extranonce1 %s at once", shared)
+		t.Fatalf("two open connections (or one and a parked session) held extranonce1 %s at once", shared)
 	}
 	if n := counterValue(e.s.metrics.closedByReason[ClosedTakenOver]); n != rounds {
 		t.Fatalf("%v connections closed as taken_over, want %d", n, rounds)
