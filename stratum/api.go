@@ -120,34 +120,69 @@ var ErrExtranonceNotSubscribed = errors.New("miner did not subscribe to extranon
 // ChangeExtranonce gives a connection a new extranonce1 (an operator
 // action, or a collision), tells the miner with mining.set_extranonce and
 // sends the current job again as clean so new work uses the new value.
-// Shares for jobs sent before keep being checked with the old value.
+//
+// A new extranonce1 applies from the next job on, so shares for every job
+// sent before are still judged with the extranonce1 they were sent with.
+// The re-sent job keeps its id: job ids are the builder's and the
+// ledger's (every job is recorded before it goes out, and shares name it),
+// so a made-up id would point at nothing. The connection instead keeps the
+// job's old slot next to the new one, and a share that fails with the
+// newest slot's extranonce1 is tried with the older slot's (checkShare):
+// at most one extra hash, for low-difficulty shares on a job that was
+// re-sent. Each slot keeps its own duplicate set. The replaced
+// extranonce1 stays reserved while a slot still holds it, so no other
+// connection is given it while shares made with it are accepted here.
 func (s *Server) ChangeExtranonce(connID uint64) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	c := s.conns[connID]
 	if c == nil {
-		s.mu.Unlock()
 		return fmt.Errorf("change extranonce of connection %d: %w", connID, ErrNoConnection)
 	}
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if !c.extranonceSub {
-		c.mu.Unlock()
-		s.mu.Unlock()
 		return fmt.Errorf("change extranonce of connection %d: %w", connID, ErrExtranonceNotSubscribed)
 	}
 	old := c.en1
 	c.en1 = s.allocExtranonce1Locked()
-	delete(s.en1Used, en1Value(old))
-	s.mu.Unlock()
+	c.retired = append(c.retired, en1Value(old))
 	p := s.getBuf()
 	*p = appendSetExtranonce(*p, c.en1[:], s.cfg.Load().Extranonce2Size)
 	c.enqueue(*p, p)
 	if b := s.block.Load(); b != nil && b.job != nil && c.ready {
-		c.lastJob = nil
+		last := c.lastJob
+		c.lastJob = nil // sendJobLocked skips the job the miner already has
 		c.sendJobLocked(b.job, true)
+		if c.lastJob == nil {
+			c.lastJob = last // not sent (the connection is closing)
+		}
 	}
+	s.releaseRetiredLocked(c)
 	c.log().Info("extranonce1 changed", zap.String("old", hex.EncodeToString(old[:])), zap.String("new", hex.EncodeToString(c.en1[:])))
-	c.mu.Unlock()
 	return nil
+}
+
+// releaseRetiredLocked frees the replaced extranonce1s of c that no job
+// slot holds any more. Caller holds s.mu and c.mu.
+func (s *Server) releaseRetiredLocked(c *conn) {
+	kept := c.retired[:0]
+	for _, v := range c.retired {
+		held := false
+		for i := range c.jobs {
+			if c.jobs[i].entry != nil && en1Value(c.jobs[i].en1) == v {
+				held = true
+				break
+			}
+		}
+		if held {
+			kept = append(kept, v)
+		} else {
+			delete(s.en1Used, v)
+		}
+	}
+	clear(c.retired[len(kept):])
+	c.retired = kept
 }
 
 // ShowMessage sends client.show_message to the connections of account

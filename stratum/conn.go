@@ -80,9 +80,12 @@ type conn struct {
 	sentDiff      float64      // last difficulty sent with set_difficulty (0: none yet)
 	sentTarget    *work.Target // shared by the slots sent at this difficulty
 	jobs          []sentJob    // ring of recently sent jobs
-	jobHead       int
-	lastJob       *jobEntry
-	userAgent     string
+	// retired are extranonce1s ChangeExtranonce replaced that job slots
+	// may still hold; they stay in Server.en1Used until released.
+	retired   []uint32
+	jobHead   int
+	lastJob   *jobEntry
+	userAgent string
 	// session is the id handed out at the first subscribe (hasSession);
 	// resumed is set when it was a parked session taken over.
 	session    sessionID
@@ -584,9 +587,13 @@ func (c *conn) teardown() {
 	if c.hasSession && s.sessions.live[c.session] == c {
 		delete(s.sessions.live, c.session)
 	}
-	// A parked session keeps its extranonce1 reserved for the miner.
+	// A parked session keeps its extranonce1s reserved for the miner.
 	if !s.parkLocked(c, r, now) {
 		delete(s.en1Used, en1Value(c.en1))
+		for _, v := range c.retired {
+			delete(s.en1Used, v)
+		}
+		c.retired = nil
 	}
 	workers := c.workers
 	c.workers = nil

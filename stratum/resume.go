@@ -118,6 +118,7 @@ type parkedSession struct {
 	lastJob    *jobEntry
 	sentDiff   float64
 	sentTarget *work.Target
+	retired    []uint32 // see conn.retired; reserved like en1
 
 	prev, next *parkedSession
 }
@@ -167,6 +168,9 @@ func (t *sessionTable) remove(p *parkedSession) {
 func (s *Server) dropParkedLocked(p *parkedSession, why string) {
 	s.sessions.remove(p)
 	delete(s.en1Used, en1Value(p.en1))
+	for _, v := range p.retired {
+		delete(s.en1Used, v)
+	}
 	s.metrics.parked.Dec()
 	s.metrics.parkedDropped.WithLabelValues(why).Inc()
 }
@@ -229,7 +233,7 @@ func (s *Server) resumeLocked(c *conn, id sessionID, now time.Time) resumeOutcom
 	c.session, c.hasSession, c.resumed = id, true, true
 	s.sessions.live[id] = c
 	c.vd, c.jobs, c.jobHead, c.lastJob = p.vd, p.jobs, p.jobHead, p.lastJob
-	c.sentDiff, c.sentTarget = p.sentDiff, p.sentTarget
+	c.sentDiff, c.sentTarget, c.retired = p.sentDiff, p.sentTarget, p.retired
 	lc := c.l.cfg.Load()
 	c.vd.SetConfig(cfg.Vardiff.params(lc.MinDiff, lc.MaxDiff)) // a reload may have happened meanwhile
 	// The time away says nothing about the miner's hashrate: restart the
@@ -254,9 +258,9 @@ func (s *Server) parkLocked(c *conn, why CloseReason, now time.Time) bool {
 	p := &parkedSession{
 		id: c.session, en1: c.en1, listener: c.l, at: now,
 		vd: &vd, jobs: c.jobs, jobHead: c.jobHead, lastJob: c.lastJob,
-		sentDiff: c.sentDiff, sentTarget: c.sentTarget,
+		sentDiff: c.sentDiff, sentTarget: c.sentTarget, retired: c.retired,
 	}
-	c.jobs, c.lastJob = nil, nil
+	c.jobs, c.lastJob, c.retired = nil, nil, nil
 	stripStale(p, s.block.Load())
 	for len(s.sessions.parked) >= cfg.MaxParkedSessions && s.sessions.head != nil {
 		s.dropParkedLocked(s.sessions.head, "evicted")

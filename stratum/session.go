@@ -428,12 +428,30 @@ func (c *conn) sendJobLocked(e *jobEntry, clean bool) {
 	c.lastJob = e
 }
 
-// findJobLocked returns the newest slot holding the job with this id.
-func (c *conn) findJobLocked(id []byte) *sentJob {
+// findJobLocked returns the newest slot holding the job with this id
+// that is older than after (the newest of all when after is nil).
+func (c *conn) findJobLocked(id []byte, after *sentJob) *sentJob {
+	passed := after == nil
 	for i := 0; i < len(c.jobs); i++ {
 		slot := &c.jobs[(c.jobHead-i+len(c.jobs))%len(c.jobs)]
+		if !passed {
+			passed = slot == after
+			continue
+		}
 		if slot.entry != nil && slot.entry.job.ID == string(id) {
 			return slot
+		}
+	}
+	return nil
+}
+
+// olderSlotLocked returns the newest slot older than after that holds the
+// same job sent with an extranonce1 other than en1 (see ChangeExtranonce),
+// or nil. Caller holds c.mu; after must still be in the ring.
+func (c *conn) olderSlotLocked(id []byte, after *sentJob, en1 [extranonce1Size]byte) *sentJob {
+	for s := c.findJobLocked(id, after); s != nil; s = c.findJobLocked(id, s) {
+		if s.en1 != en1 {
+			return s
 		}
 	}
 	return nil

@@ -111,7 +111,7 @@ func (c *conn) checkShare(m *Message, now time.Time, sc *scratch) (v verdict) {
 		c.mu.Unlock()
 		return verdict{reason: RejectUnauthorized, msg: "Unauthorized worker"}
 	}
-	slot := c.findJobLocked(p[1])
+	slot := c.findJobLocked(p[1], nil)
 	cur := c.s.block.Load()
 	if slot == nil || cur == nil || slot.entry.gen != cur.gen {
 		c.mu.Unlock()
@@ -171,12 +171,26 @@ func (c *conn) checkShare(m *Message, now time.Time, sc *scratch) (v verdict) {
 
 	h := c.s.hashers.Get().(*work.Hasher)
 	hash := h.HeaderHash(job, en1[:], en2, ntime, nonce, version)
-	c.s.hashers.Put(h)
 	isBlock := job.NetworkTarget.Meets(&hash)
-	if !isBlock && !target.Meets(&hash) {
-		v.reason, v.msg = RejectLowDifficulty, "Low difficulty share"
-		return v
+	for !isBlock && !target.Meets(&hash) {
+		// The job may have been sent before with another extranonce1
+		// (ChangeExtranonce re-sends it under the same id): the share may
+		// be work the miner did with that one before it took the change.
+		c.mu.Lock()
+		older := c.olderSlotLocked(p[1], slot, en1)
+		if older == nil || older.entry.gen != cur.gen {
+			c.mu.Unlock()
+			c.s.hashers.Put(h)
+			v.reason, v.msg = RejectLowDifficulty, "Low difficulty share"
+			return v
+		}
+		slot, entry, diff, target, en1 = older, older.entry, older.diff, older.target, older.en1
+		c.mu.Unlock()
+		v.diff = diff
+		hash = h.HeaderHash(job, en1[:], en2, ntime, nonce, version)
+		isBlock = job.NetworkTarget.Meets(&hash)
 	}
+	c.s.hashers.Put(h)
 
 	key := dupKey{en1: en1, ntime: ntime, nonce: nonce, version: version}
 	copy(key.en2[:], en2)
