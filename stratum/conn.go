@@ -51,9 +51,10 @@ type conn struct {
 
 	reason    atomic.Uint32 // CloseReason+1 once decided
 	closeOnce sync.Once
-	// done is closed when teardown is complete (the session parked or
-	// let go): a subscribe taking the session over waits for it.
-	done chan struct{}
+	// tornDown, made under Server.mu by a subscribe taking the session
+	// over (nil otherwise: an idle connection should not carry a channel),
+	// is closed once teardown is complete and the session parked or let go.
+	tornDown chan struct{}
 
 	// Outbound queue, guarded by wmu. writing is true while a writer
 	// goroutine owns the socket's write side.
@@ -146,8 +147,7 @@ func (s *Server) newConn(nc net.Conn, l *listener) *conn {
 	now := s.now()
 	lc := l.cfg.Load()
 	cfg := s.cfg.Load()
-	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now(),
-		done: make(chan struct{})}
+	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now()}
 	c.wcond.L = &c.wmu
 	c.lastRead = c.connectedAt
 	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
@@ -599,13 +599,16 @@ func (c *conn) teardown() {
 	c.workers = nil
 	c.ready = false
 	c.mu.Unlock()
+	tornDown := c.tornDown
 	s.mu.Unlock()
 	for _, w := range workers {
 		s.reg.detach(w.stats)
 	}
 	c.l.metrics.connections.Dec()
 	s.metrics.closedByReason[r].Inc()
-	defer close(c.done)
+	if tornDown != nil {
+		defer close(tornDown)
+	}
 	if r == ClosedClient || r == ClosedShutdown || r == ClosedTakenOver {
 		if c.debugOn() {
 			c.log().Debug("connection closed", zap.Stringer("reason", r))

@@ -52,6 +52,12 @@ func (s *Server) resume(c *conn, id sessionID) resumeOutcome {
 	}
 	old := s.sessions.live[id]
 	o = s.takeoverAllowedLocked(c, old)
+	if o == resumeTakenOver && old.tornDown == nil {
+		// old is live (its teardown has not passed s.mu yet), so its
+		// teardown will see this channel and close it.
+		old.tornDown = make(chan struct{})
+	}
+	tornDown := old.tornDown
 	s.mu.Unlock()
 	if o != resumeTakenOver {
 		return o
@@ -60,7 +66,7 @@ func (s *Server) resume(c *conn, id sessionID) resumeOutcome {
 	t := time.NewTimer(takeoverWait(s.cfg.Load()))
 	defer t.Stop()
 	select {
-	case <-old.done:
+	case <-tornDown:
 	case <-t.C:
 		// The old connection keeps the session (and its extranonce1)
 		// until its reader lets go; the miner can offer it again later.
