@@ -183,14 +183,16 @@ func (f *Fleet) Run(ctx context.Context) (Report, error) {
 	if err := checkFileLimit(uint64(len(f.miners) + fdReserve)); err != nil {
 		return Report{}, fmt.Errorf("fleet of %d miners: %w", len(f.miners), err)
 	}
+	// start is taken before the deadline is set from it, so the reported
+	// elapsed time is never shorter than Duration.
+	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if f.cfg.Duration > 0 {
 		var c2 context.CancelFunc
-		ctx, c2 = context.WithTimeout(ctx, f.cfg.Duration)
+		ctx, c2 = context.WithDeadline(ctx, start.Add(f.cfg.Duration))
 		defer c2()
 	}
-	start := time.Now()
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = f.grinder.Run(ctx) })
 	wg.Go(func() { f.ramp(ctx, &wg, start) })

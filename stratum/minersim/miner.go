@@ -256,10 +256,10 @@ func (m *Miner) authorized(s *session) bool {
 }
 
 // endSession closes the connection and counts submits that never got an
-// answer.
+// answer. The miner reads as disconnected only once they are counted, so
+// whoever waits for the disconnect sees every submit accounted for.
 func (m *Miner) endSession(s *session) {
 	s.conn.Close()
-	m.connected.Store(false)
 	m.mu.Lock()
 	lost := 0
 	for _, p := range s.pending {
@@ -272,6 +272,7 @@ func (m *Miner) endSession(s *session) {
 	m.mu.Unlock()
 	m.stats.lost.Add(uint64(lost))
 	m.stats.disconnects.Add(1)
+	m.connected.Store(false)
 }
 
 // lineReader reads newline-terminated lines with a small buffer, growing a
