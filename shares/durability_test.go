@@ -18,7 +18,9 @@ import (
 func flushUntilUp(t *testing.T, r *Recorder) {
 	t.Helper()
 	var err error
-	for try := 0; try < 100; try++ {
+	// A restarted cluster under a loaded -race run can take far longer
+	// than usual to accept connections again.
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
 		if err = r.Flush(context.Background()); err == nil {
 			return
 		}

@@ -395,7 +395,7 @@ func TestDatabaseOutageLosesNothing(t *testing.T) {
 	recordShares(t, r, job, i, i+100)
 	i += 100
 	var err error
-	for try := 0; try < 100; try++ {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); { // a loaded restart can be slow
 		if err = r.Flush(ctx); err == nil {
 			break
 		}
