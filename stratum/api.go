@@ -299,7 +299,7 @@ func (c *conn) reloaded(cfg *Config) {
 	if mask == c.mask {
 		return
 	}
-	if mask == 0 || bits.OnesCount32(mask) < c.minBits {
+	if mask == 0 || bits.OnesCount32(mask) < int(c.minBits) {
 		// The miner cannot roll with the new mask: stop accepting rolled
 		// bits and tell it there are none left.
 		mask = 0

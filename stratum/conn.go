@@ -67,31 +67,33 @@ type conn struct {
 	closeAfter bool
 
 	// Session state, guarded by mu (the reader writes, broadcasts read).
+	// The small fields come first and together: conn is sized to stay in
+	// the runtime's 512-byte size class (every idle miner carries one).
 	mu            sync.Mutex
 	subscribed    bool
 	ready         bool // subscribed and authorized: receives jobs
 	extranonceSub bool
-	en1           [extranonce1Size]byte
-	mask          uint32 // negotiated version-rolling mask (0: none)
-	minerMask     uint32
-	minBits       int
 	rolling       bool
-	workers       []*connWorker
-	vd            *vardiff.State
-	sentDiff      float64      // last difficulty sent with set_difficulty (0: none yet)
-	sentTarget    *work.Target // shared by the slots sent at this difficulty
-	jobs          []sentJob    // ring of recently sent jobs
+	// hasSession is set with session, the id handed out at the first
+	// subscribe; resumed when it was a parked session taken back.
+	hasSession bool
+	resumed    bool
+	minBits    uint8 // the miner's version-rolling min-bit-count (≤ 32 once accepted)
+	en1        [extranonce1Size]byte
+	session    sessionID
+	mask       uint32 // negotiated version-rolling mask (0: none)
+	minerMask  uint32
+	workers    []*connWorker
+	vd         *vardiff.State
+	sentDiff   float64      // last difficulty sent with set_difficulty (0: none yet)
+	sentTarget *work.Target // shared by the slots sent at this difficulty
+	jobs       []sentJob    // ring of recently sent jobs
 	// retired are extranonce1s ChangeExtranonce replaced that job slots
 	// may still hold; they stay in Server.en1Used until released.
 	retired   []uint32
 	jobHead   int
 	lastJob   *jobEntry
 	userAgent string
-	// session is the id handed out at the first subscribe (hasSession);
-	// resumed is set when it was a parked session taken over.
-	session    sessionID
-	hasSession bool
-	resumed    bool
 
 	// Reader-owned state.
 	malformed int

@@ -338,7 +338,7 @@ func (c *conn) configure(m *Message) {
 				add(ext, []byte("false"))
 				continue
 			}
-			c.rolling, c.mask, c.minerMask, c.minBits = true, mask, minerMask, minBits
+			c.rolling, c.mask, c.minerMask, c.minBits = true, mask, minerMask, uint8(minBits)
 			add(ext, []byte("true"))
 			add("version-rolling.mask", appendHex32(nil, mask))
 		case "minimum-difficulty":
