@@ -129,11 +129,11 @@ func (m *Miner) onAuthorize(s *session, msg *serverMsg) error {
 
 // onSubmitResult counts an answered submit and reports accepted shares.
 func (m *Miner) onSubmitResult(msg *serverMsg, p pending, now time.Time) {
-	m.stats.recordLatency(now.Sub(p.sent))
 	sh := p.share
-	if msg.Err == nil && string(msg.Result) == "true" {
+	ok := msg.Err == nil && string(msg.Result) == "true"
+	m.stats.answered(now.Sub(p.sent), ok)
+	if ok {
 		m.accepted.Add(1)
-		m.stats.accepted.Add(1)
 		if sh.bad != BadNone {
 			m.stats.badAccepted.Add(1)
 		} else if sh.isBlock {
@@ -144,7 +144,6 @@ func (m *Miner) onSubmitResult(msg *serverMsg, p pending, now time.Time) {
 		}
 	} else {
 		m.rejected.Add(1)
-		m.stats.rejected.Add(1)
 		key := "result " + truncate(string(msg.Result), 20)
 		if msg.Err != nil {
 			key = truncate(msg.Err.String(), 80)

@@ -75,9 +75,13 @@ type Stats struct {
 	Latency Histogram
 
 	// steady is Latency restricted to answers after the fleet's warm-up
-	// (steadyOn set), so a load test's figures exclude the ramp.
-	steady   Histogram
-	steadyOn atomic.Bool
+	// (steadyOn set), so a load test's figures exclude the ramp;
+	// steadyAccepted and steadyRejected count the same answers. answered
+	// reads steadyOn once per answer, so an answer is in all three or in
+	// none and the steady counts match the steady latency count exactly.
+	steady                         Histogram
+	steadyOn                       atomic.Bool
+	steadyAccepted, steadyRejected atomic.Uint64
 
 	submitted, accepted, rejected atomic.Uint64
 	hashes                        atomic.Uint64
@@ -224,24 +228,23 @@ type SteadyReport struct {
 
 // steadyMark is where the steady window began.
 type steadyMark struct {
-	at                 time.Time
-	accepted, rejected uint64
+	at time.Time
 }
 
 // startSteady opens the steady window: answers from now on are also
-// recorded in the steady latency histogram.
+// counted and recorded in the steady part of the report.
 func (s *Stats) startSteady(now time.Time) steadyMark {
-	m := steadyMark{at: now, accepted: s.accepted.Load(), rejected: s.rejected.Load()}
 	s.steadyOn.Store(true)
-	return m
+	return steadyMark{at: now}
 }
 
-// steadyReport closes the window opened at m.
+// steadyReport closes the window opened at m. The fleet calls it after its
+// miners stopped, so no answer is still being counted.
 func (s *Stats) steadyReport(m steadyMark, now time.Time) *SteadyReport {
 	r := &SteadyReport{
 		Elapsed:  now.Sub(m.at),
-		Accepted: s.accepted.Load() - m.accepted,
-		Rejected: s.rejected.Load() - m.rejected,
+		Accepted: s.steadyAccepted.Load(),
+		Rejected: s.steadyRejected.Load(),
 		Latency:  s.steady.Summary(),
 	}
 	if r.Elapsed > 0 {
@@ -250,10 +253,25 @@ func (s *Stats) steadyReport(m steadyMark, now time.Time) *SteadyReport {
 	return r
 }
 
-// recordLatency records one answered submit.
-func (s *Stats) recordLatency(d time.Duration) {
+// answered counts one answered submit (accepted or rejected) and records
+// its latency, in the steady window too once that is open. steadyOn is
+// read once, so an answer counts in the steady window with its latency or
+// not at all: reading the counters when the window opens instead would
+// miss or add answers whose latency was recorded on the other side.
+func (s *Stats) answered(d time.Duration, accepted bool) {
 	s.Latency.Record(d)
-	if s.steadyOn.Load() {
-		s.steady.Record(d)
+	if accepted {
+		s.accepted.Add(1)
+	} else {
+		s.rejected.Add(1)
+	}
+	if !s.steadyOn.Load() {
+		return
+	}
+	s.steady.Record(d)
+	if accepted {
+		s.steadyAccepted.Add(1)
+	} else {
+		s.steadyRejected.Add(1)
 	}
 }
