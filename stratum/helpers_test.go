@@ -16,6 +16,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/wire/v2"
+	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
@@ -287,6 +288,28 @@ func (e *env) stop() {
 	if n := e.s.Goroutines(); n != 0 {
 		e.t.Errorf("%d server goroutines still running after Run returned", n)
 	}
+}
+
+// noLeaks fails t when goroutines started during the test are still
+// running 10 s after it (and its cleanups) ended. goleak.VerifyNone gives
+// up after about 0.4 s, too soon for a loaded -race run; every
+// goleak.Find call retries for a while itself, so the loop does not spin.
+func noLeaks(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() {
+		const wait = 10 * time.Second
+		deadline := time.Now().Add(wait)
+		for {
+			err := goleak.Find(before)
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("goroutines left %v after the test: %v", wait, err)
+				return
+			}
+		}
+	})
 }
 
 // eventually polls cond (no timing assertion: only a generous upper bound).

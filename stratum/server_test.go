@@ -14,7 +14,6 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/goleak"
 
 	"github.com/wattpool/wattpool/stratum/work"
 )
@@ -661,7 +660,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 // TestShutdownDrains: a submit in flight when shutdown starts is recorded
 // and answered; Run returns and no goroutine is left.
 func TestShutdownDrains(t *testing.T) {
-	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	noLeaks(t)
 	e := startServer(t, testConfig(), makeTemplate(100, mainnetBits, 3, 1))
 	gate := make(chan struct{})
 	blocking := &blockingSink{recSink: e.sink, gate: gate, entered: make(chan struct{})}
@@ -674,25 +673,30 @@ func TestShutdownDrains(t *testing.T) {
 	c.send(fmt.Sprintf(`{"id":77,"method":"mining.submit","params":["acct.rig1",%q,"00000001","%s","00000001"]}`, job.ID, hex32(job.NTime)))
 	<-blocking.entered
 	e.cancel()
-	time.Sleep(20 * time.Millisecond) // let shutdown start while the share is in the sink
+	// Shutdown has begun (stopped accepting, set closing) once it tells
+	// every miner to reconnect, to the URL it dialled; the share is still
+	// in the sink until the gate opens.
+	for _, cl := range []*client{idle, c} {
+		if m := cl.next("client.reconnect"); len(m.Params) != 0 {
+			t.Fatalf("shutdown reconnect names a host: %s", m.raw)
+		}
+	}
+	if !e.s.closing.Load() {
+		t.Fatal("miners told to reconnect before shutdown began")
+	}
+	// Then the accept loop, the source and the idle miner's reader end:
+	// shutdown waits for the one reader whose share is in the sink.
+	eventually(t, func() bool { return e.s.Goroutines() == 1 }, "shutdown to wait only for the in-flight share")
 	close(gate)
 	if r := c.replyTo("77"); string(r.Result) != "true" {
 		t.Fatalf("in-flight submit: %s", r.raw)
 	}
 	c.expectClosed()
-	// Every miner is told to reconnect (to the URL it dialled) before the
-	// connection closes.
-	var reconnects int
-	for _, m := range idle.expectClosed() {
+	// One client.reconnect each, before the connection closes.
+	for _, m := range append(idle.queue, idle.expectClosed()...) {
 		if m.Method == "client.reconnect" {
-			if len(m.Params) != 0 {
-				t.Fatalf("shutdown reconnect names a host: %s", m.raw)
-			}
-			reconnects++
+			t.Fatalf("idle miner got a second client.reconnect at shutdown: %s", m.raw)
 		}
-	}
-	if reconnects != 1 {
-		t.Fatalf("idle miner got %d client.reconnect at shutdown, want 1", reconnects)
 	}
 	if err := <-e.done; err != nil {
 		t.Fatal(err)
