@@ -502,11 +502,19 @@ func TestBadInput(t *testing.T) {
 	})
 	t.Run("line split across writes and CRLF", func(t *testing.T) {
 		c := e.dial()
-		c.nc.Write([]byte(`{"id":5,"meth`))
-		time.Sleep(5 * time.Millisecond)
+		// The first part follows a whole line: once that line is answered
+		// the server has read the first part, alone, before the rest is sent.
+		c.nc.Write([]byte(`{"id":4,"method":"mining.extranonce.subscribe","params":[]}` + "\n" + `{"id":5,"meth`))
+		if r := c.replyTo("4"); string(r.Result) != "true" {
+			t.Fatalf("line before the split one: %s", r.raw)
+		}
 		c.nc.Write([]byte("od\":\"mining.subscribe\"}\r\n\n   \n"))
 		if r := c.replyTo("5"); string(r.Error) != "null" {
 			t.Fatalf("%s", r.raw)
+		}
+		c.id = 5
+		if r := c.call("mining.authorize", "acct.rig1", "x"); string(r.Result) != "true" {
+			t.Fatalf("after CRLF and blank lines: %s", r.raw)
 		}
 	})
 	t.Run("wrong param types", func(t *testing.T) {

@@ -98,10 +98,15 @@ func TestPipelinedLines(t *testing.T) {
 			t.Fatalf("share %d: %s", i, r.raw)
 		}
 	}
+	// Each first part follows a whole line in the same write: once that
+	// line is answered the server has read the first part, alone, before
+	// the rest is written.
 	line := `{"id":"split","method":"mining.extranonce.subscribe","params":[]}` + "\n"
 	for cut := 1; cut < len(line); cut++ {
-		c.nc.Write([]byte(line[:cut]))
-		time.Sleep(time.Millisecond) // let the first part arrive alone (not a timing assertion)
+		c.nc.Write([]byte(fmt.Sprintf(`{"id":%d,"method":"mining.extranonce.subscribe","params":[]}`+"\n", cut) + line[:cut]))
+		if r := c.replyTo(fmt.Sprint(cut)); string(r.Result) != "true" {
+			t.Fatalf("line before cut at %d: %s", cut, r.raw)
+		}
 		c.nc.Write([]byte(line[cut:]))
 		if r := c.replyTo(`"split"`); string(r.Result) != "true" {
 			t.Fatalf("cut at %d: %s", cut, r.raw)
@@ -128,7 +133,15 @@ func TestReplyBackpressure(t *testing.T) {
 			fmt.Fprintf(peer, "{\"id\":%d,\"method\":\"mining.extranonce.subscribe\"}\n", i)
 		}
 	}()
-	time.Sleep(20 * time.Millisecond) // the queue fills while nobody reads (not a timing assertion)
+	// Nobody reads yet: the writer is stuck on its first batch and replies
+	// pile up until they hold half the queue, where the reader must wait
+	// (a server that does not wait closes the connection instead, which
+	// the reads below report).
+	eventually(t, func() bool {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		return len(c.queue) >= cfg.QueueLength/2 || c.dead
+	}, "replies to fill half the queue")
 	r := bufio.NewReader(peer)
 	for i := 0; i < n; i++ {
 		line, err := r.ReadString('\n')
