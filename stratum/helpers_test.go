@@ -16,10 +16,10 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/btcsuite/btcd/wire/v2"
-	"go.uber.org/goleak"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/wattpool/wattpool/internal/leakcheck"
 	"github.com/wattpool/wattpool/stratum/node"
 	"github.com/wattpool/wattpool/stratum/work"
 )
@@ -290,27 +290,8 @@ func (e *env) stop() {
 	}
 }
 
-// noLeaks fails t when goroutines started during the test are still
-// running 10 s after it (and its cleanups) ended. goleak.VerifyNone gives
-// up after about 0.4 s, too soon for a loaded -race run; every
-// goleak.Find call retries for a while itself, so the loop does not spin.
-func noLeaks(t *testing.T) {
-	before := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		const wait = 10 * time.Second
-		deadline := time.Now().Add(wait)
-		for {
-			err := goleak.Find(before)
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("goroutines left %v after the test: %v", wait, err)
-				return
-			}
-		}
-	})
-}
+// noLeaks fails t when goroutines started during the test outlive it.
+func noLeaks(t *testing.T) { leakcheck.Test(t) }
 
 // eventually polls cond (no timing assertion: only a generous upper bound).
 func eventually(t testing.TB, cond func() bool, format string, args ...any) {

@@ -6,46 +6,17 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
-	"go.uber.org/goleak"
 
+	"github.com/wattpool/wattpool/internal/leakcheck"
 	"github.com/wattpool/wattpool/stratum/work"
 )
 
-// TestMain fails the run when goroutines outlive the tests. A loaded -race
-// run can take longer than goleak.VerifyTestMain's built-in retries (about
-// 0.4 s) to let a closed miner's goroutines finish, so goleak.Find is polled
-// for up to leakWait instead; a goroutine still there then is a real leak.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := findLeaks(leakWait); err != nil {
-			fmt.Fprintf(os.Stderr, "goroutines left %v after the tests: %v\n", leakWait, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leakWait bounds how long TestMain waits for the tests' goroutines to end.
-const leakWait = 10 * time.Second
-
-// findLeaks returns goleak's report of the goroutines still running after
-// wait, or nil as soon as none are left. Every goleak.Find call itself
-// retries for a while before it reports, so the loop does not spin.
-func findLeaks(wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		err := goleak.Find()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-	}
-}
+// TestMain fails the run when goroutines outlive the tests.
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // Share difficulties of the tests: diff 2^-28 makes one hash in 16 a
 // share, diff 2^-26 one in 64, so grinding is quick but most hashes miss.

@@ -13,37 +13,13 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
-	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/wattpool/wattpool/internal/leakcheck"
 )
 
-// noLeaks checks, after every other cleanup of the test (servers closed,
-// clients closed), that no goroutine the test started is left. The
-// goroutines running before the test are snapshotted now, when noLeaks is
-// called: a snapshot taken in the cleanup would include the leaked ones
-// and ignore them. Goroutines that are on their way out (an HTTP
-// connection's reader after Close) get up to leakWait to end; goleak's own
-// retries stop after about half a second, which a loaded machine under
-// -race can exceed.
-func noLeaks(t *testing.T) {
-	before := goleak.IgnoreCurrent()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(leakWait)
-		for {
-			err := goleak.Find(before)
-			if err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("goroutines left %v after the test: %v", leakWait, err)
-				return
-			}
-		}
-	})
-}
-
-// leakWait bounds how long noLeaks waits for the test's goroutines to end.
-const leakWait = 10 * time.Second
+// noLeaks fails t when goroutines started during the test outlive it.
+func noLeaks(t *testing.T) { leakcheck.Test(t) }
 
 func (n *fakeNode) handleCtx(method string, h func(ctx context.Context, params []json.RawMessage) (any, *RPCError)) {
 	n.mu.Lock()
