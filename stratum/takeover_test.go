@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 // sharesWithEn2 counts the recorded shares made with extranonce2 en2.
@@ -322,5 +323,60 @@ func TestSessionTakeoverRace(t *testing.T) {
 	}
 	if n := counterValue(e.s.metrics.closedByReason[ClosedTakenOver]); n != rounds {
 		t.Fatalf("%v connections closed as taken_over, want %d", n, rounds)
+	}
+}
+
+// TestSessionTakeoverTimeout: when the old connection's reader does not let
+// go within the takeover wait (its sink call outlives the sink timeout),
+// the new connection is not kept waiting for ever: it gets a fresh
+// extranonce1 (takeover_timeout) while the old one keeps the session.
+// Once the old reader finishes, its share is recorded once, the session is
+// parked, and the miner can take it back on a later connection.
+func TestSessionTakeoverTimeout(t *testing.T) {
+	cfg := testConfig()
+	cfg.SinkTimeout, cfg.BlockSubmitTimeout = 50*time.Millisecond, 50*time.Millisecond // wait = 1.15 s
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
+	a := e.dial()
+	subID, en1 := a.subscribeOffering(nil)
+	a.authorizeAndWork("acct.rig1")
+	job := e.sink.lastJob()
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	e.sink.mu.Lock()
+	e.sink.hold = func() { close(entered); <-release } // ignores the sink timeout
+	e.sink.mu.Unlock()
+	a.send(fmt.Sprintf(`{"id":99,"method":"mining.submit","params":["acct.rig1",%q,"000000bb",%q,%q]}`, job.ID, hex32(job.NTime), hex32(7)))
+	<-entered
+	e.sink.mu.Lock()
+	e.sink.hold = nil
+	e.sink.mu.Unlock()
+
+	b := e.dial()
+	gotID, gotEn1 := b.subscribeOffering(subID)
+	if gotEn1 == en1 || gotID == subID {
+		close(release)
+		t.Fatalf("takeover past the wait gave session %s extranonce1 %s, the held session's", gotID, gotEn1)
+	}
+	if got := e.outcomes(); got[resumeTakeoverTimeout] != 1 {
+		close(release)
+		t.Fatalf("subscribe outcomes %v, want one takeover_timeout", got)
+	}
+	close(release)
+	a.expectClosed()
+	eventually(t, func() bool { return e.s.Stats().ParkedSessions == 1 }, "the held session to be parked")
+	if n := e.sink.sharesWithEn2("000000bb"); n != 1 {
+		t.Fatalf("share held at the takeover recorded %d times, want 1", n)
+	}
+
+	c := e.dial()
+	if id, got := c.subscribeOffering(subID); id != subID || got != en1 {
+		t.Fatalf("later resume gave session %s extranonce1 %s, want %s %s", id, got, subID, en1)
+	}
+	c.authorizeAndWork("acct.rig1")
+	if r := c.submitShare(job, "000000bb", 7); errCode(t, r) != 22 {
+		t.Fatalf("held share resubmitted after the resume: %s, want code 22", r.raw)
+	}
+	if r := b.call("mining.authorize", "acct.rig2", "x"); string(r.Result) != "true" {
+		t.Fatalf("the fresh connection stays usable: %s", r.raw)
 	}
 }
