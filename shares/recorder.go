@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -122,6 +123,10 @@ type Recorder struct {
 	closed   bool
 	dbFailed bool       // run goroutine only: log database outages once
 	drainMu  sync.Mutex // the run goroutine, Flush and Close take turns draining
+	// passes counts the run goroutine's completed passes: the first one
+	// (partitions, start-up replay, reject flush) runs at once and
+	// concurrently with the first records, which tests must wait out.
+	passes atomic.Uint64
 	// partitionsDone is when partitions were last ensured (under drainMu).
 	partitionsDone time.Time
 }
@@ -356,6 +361,7 @@ func (r *Recorder) pass(ctx context.Context) {
 		r.metrics.errors.WithLabelValues("flush").Inc()
 	}
 	r.writer.endPass()
+	defer r.passes.Add(1)
 	switch {
 	case err != nil && ctx.Err() == nil && !r.dbFailed:
 		r.dbFailed = true

@@ -65,6 +65,14 @@ func newRecorder(t testing.TB, db *pgxpool.Pool, dir string, opts ...Option) *Re
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { r.close(context.Background(), false) })
+	// The first background pass runs at once; a test that records before
+	// it ends races it (it may flush the test's rejects before a hook is
+	// set). With a one-hour interval nothing runs after it.
+	for deadline := time.Now().Add(60 * time.Second); r.passes.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the recorder's first pass did not end within 60s")
+		}
+	}
 	return r
 }
 
