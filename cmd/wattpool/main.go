@@ -4,6 +4,8 @@
 //	wattpool check-config [--config f]  validate a configuration, naming every wrong field
 //	wattpool migrate [--config f]       apply the database migrations
 //	wattpool shares verify [--config f] re-verify stored shares against their jobs
+//	wattpool shares hashrate [-by k]    hashrate per worker, group or account, from the ledger
+//	wattpool shares window -block h     the PPLNS window of difficulty -n ending at a found block, per account
 //	wattpool demo [--duration d]        the pool on a throw-away PostgreSQL + btcd regtest with simulated miners
 //	wattpool version                    print the version
 //
@@ -66,12 +68,14 @@ func exitCode(err error) int {
 const usage = `usage: wattpool <command> [flags]
 
 commands:
-  serve          run the pool (SIGHUP reloads the configuration)
-  check-config   validate the configuration and name every wrong field
-  migrate        apply the database migrations
-  shares verify  re-verify stored shares against their jobs
-  demo           run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
-  version        print the version
+  serve            run the pool (SIGHUP reloads the configuration)
+  check-config     validate the configuration and name every wrong field
+  migrate          apply the database migrations
+  shares verify    re-verify stored shares against their jobs
+  shares hashrate  hashrate per worker, group or account over a window (default: the last hour)
+  shares window    the PPLNS window ending at a found block: credited difficulty per account (and per share)
+  demo             run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
+  version          print the version
 
 Run 'wattpool <command> -h' for a command's flags. The configuration file is
 --config or $WATTPOOL_CONFIG; WATTPOOL_* variables override it.
@@ -95,11 +99,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 	case "migrate":
 		return cmdMigrate(ctx, rest, stdout, stderr, lookup)
 	case "shares":
-		if len(rest) == 0 || rest[0] != "verify" {
-			fmt.Fprint(stderr, usage)
-			return usageError{"shares: want 'shares verify'"}
+		sub := ""
+		if len(rest) > 0 {
+			sub = rest[0]
 		}
-		return cmdSharesVerify(ctx, rest[1:], stdout, stderr, lookup)
+		switch sub {
+		case "verify":
+			return cmdSharesVerify(ctx, rest[1:], stdout, stderr, lookup)
+		case "hashrate":
+			return cmdSharesHashrate(ctx, rest[1:], stdout, stderr, lookup)
+		case "window":
+			return cmdSharesWindow(ctx, rest[1:], stdout, stderr, lookup)
+		default:
+			fmt.Fprint(stderr, usage)
+			return usageError{fmt.Sprintf("shares: want 'shares verify', 'shares hashrate' or 'shares window', not %q", sub)}
+		}
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, lookup)
 	case "version", "--version", "-version":
