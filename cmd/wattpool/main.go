@@ -112,7 +112,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 			return cmdSharesWindow(ctx, rest[1:], stdout, stderr, lookup)
 		default:
 			fmt.Fprint(stderr, usage)
-			return usageError{fmt.Sprintf("shares: want 'shares verify', 'shares hashrate' or 'shares window', not %q", sub)}
+			msg := "shares: want 'shares verify', 'shares hashrate' or 'shares window'"
+			if sub != "" {
+				msg += fmt.Sprintf(", not %q", sub)
+			}
+			return usageError{msg}
 		}
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, lookup)
