@@ -133,12 +133,17 @@ func (c *notifyCache) get(line []byte) *notifyEntry {
 // put remembers a parsed line (copied), replacing the oldest entry, and
 // returns its entry.
 func (c *notifyCache) put(line []byte, p notifyParams) *notifyEntry {
-	if e := c.get(line); e != nil {
-		return e
-	}
-	e := &notifyEntry{hash: maphash.Bytes(c.seed, line), line: bytes.Clone(line), params: p}
+	h := maphash.Bytes(c.seed, line)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Looked up again under the write lock: miners that missed in get at
+	// the same moment must share one entry, or each parses the line.
+	for _, e := range c.entries {
+		if e != nil && e.hash == h && bytes.Equal(e.line, line) {
+			return e
+		}
+	}
+	e := &notifyEntry{hash: h, line: bytes.Clone(line), params: p}
 	c.entries[c.next] = e
 	c.next = (c.next + 1) % notifyCacheSize
 	return e

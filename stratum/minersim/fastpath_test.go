@@ -2,6 +2,7 @@ package minersim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -123,6 +124,44 @@ func TestNotifyCache(t *testing.T) {
 	}
 }
 
+// TestNotifyCachePutOnce: miners that miss the same line at the same
+// moment share one entry (put looks again under the write lock), so the
+// line is parsed once.
+func TestNotifyCachePutOnce(t *testing.T) {
+	c := newNotifyCache()
+	n := testNotify("j1", true)
+	p := notifyParams{JobID: n.JobID, PrevHash: n.PrevHash, Coinb1: n.Coinb1, Coinb2: n.Coinb2,
+		MerkleBranch: n.MerkleBranch, Version: n.Version, NBits: n.NBits, NTime: n.NTime, CleanJobs: true}
+	line := []byte("the same line")
+	start := make(chan struct{})
+	got := make(chan *notifyEntry, 16)
+	var wg sync.WaitGroup
+	for range cap(got) {
+		wg.Go(func() {
+			<-start
+			got <- c.put(line, p)
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(got)
+	first := <-got
+	for e := range got {
+		if e != first {
+			t.Fatal("two entries for one line")
+		}
+	}
+	n0 := 0
+	for _, e := range c.entries {
+		if e != nil {
+			n0++
+		}
+	}
+	if n0 != 1 {
+		t.Fatalf("%d cache entries for one line", n0)
+	}
+}
+
 // TestNotifyCacheConcurrent is for -race: many miners look up and add
 // lines and build jobs at once.
 func TestNotifyCacheConcurrent(t *testing.T) {
@@ -155,12 +194,20 @@ func TestFleetSharesParsedJobs(t *testing.T) {
 	pool := newAutoPool(t)
 	f, err := NewFleet(FleetConfig{
 		Miner:  MinerConfig{Addr: pool.ln.Addr().String(), User: "acct.sim", Fast: true},
-		Miners: 2, Shares: 20, Workers: 1,
+		Miners: 2, Workers: 1,
 	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Run(t.Context()); err != nil {
+	// The run lasts until both miners have the job and shares came back:
+	// with a share limit instead, a loaded machine could let the first
+	// miner finish the run before the second one got its job.
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { _, err := f.Run(ctx); done <- err }()
+	waitFor(t, func() bool { rep := f.Stats().Snapshot(0); return rep.Jobs >= 2 && rep.Accepted >= 20 })
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	if rep := f.Stats().Snapshot(0); rep.Jobs < 2 || rep.Malformed != 0 {
