@@ -44,7 +44,8 @@ func NewLedger(db interface {
 }
 
 // Hashrate returns the hashrate per key over [from, to), from the ledger:
-// sum(share difficulty) * 2^32 / seconds. Keys without shares are absent.
+// sum(share difficulty) * 2^32 / seconds, in byte order of the key
+// whatever the server's collation. Keys without shares are absent.
 func (l *Ledger) Hashrate(ctx context.Context, by By, from, to time.Time) ([]Hashrate, error) {
 	secs := to.Sub(from).Seconds()
 	if secs <= 0 {
@@ -63,7 +64,7 @@ func (l *Ledger) Hashrate(ctx context.Context, by By, from, to time.Time) ([]Has
 	}
 	rows, err := l.db.Query(ctx, `SELECT `+key+`, count(*), sum(s.share_diff) FROM shares s
 		JOIN workers w ON w.id = s.worker_id JOIN accounts a ON a.id = s.account_id
-		WHERE s.time >= $1 AND s.time < $2 GROUP BY 1 ORDER BY 1`, from, to)
+		WHERE s.time >= $1 AND s.time < $2 GROUP BY 1 ORDER BY 1 COLLATE "C"`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("hashrate: %w", err)
 	}
