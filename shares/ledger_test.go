@@ -140,4 +140,17 @@ func TestHashrateAndPPLNSWindow(t *testing.T) {
 	if _, err := l.PPLNSWindow(ctx, chainhash.Hash{8}, 10, nil); err == nil {
 		t.Fatal("window for an unknown block succeeded")
 	}
+	// Keys come in byte order whatever the column's collation: under ICU
+	// "alice" sorts before "Bob", in bytes after it.
+	if _, err := db.Exec(ctx, `ALTER TABLE accounts ALTER COLUMN name TYPE text COLLATE "und-x-icu"`); err != nil {
+		t.Fatalf("ICU collation: %v", err)
+	}
+	if _, err := db.Exec(ctx, `UPDATE accounts SET name = 'Bob' WHERE name = 'bob'`); err != nil {
+		t.Fatal(err)
+	}
+	db.Reset() // the pooled connections' cached plans still have the old column type
+	hr, err = l.Hashrate(ctx, ByAccount, shareTime, shareTime.Add(60*time.Second))
+	if err != nil || len(hr) != 2 || hr[0].Key != "Bob" || hr[1].Key != "alice" {
+		t.Fatalf("by account under ICU collation: %+v %v, want Bob before alice", hr, err)
+	}
 }

@@ -62,9 +62,9 @@ func (l *Ledger) Hashrate(ctx context.Context, by By, from, to time.Time) ([]Has
 	default:
 		return nil, fmt.Errorf("hashrate: unknown grouping %d", by)
 	}
-	rows, err := l.db.Query(ctx, `SELECT `+key+`, count(*), sum(s.share_diff) FROM shares s
-		JOIN workers w ON w.id = s.worker_id JOIN accounts a ON a.id = s.account_id
-		WHERE s.time >= $1 AND s.time < $2 GROUP BY 1 ORDER BY 1 COLLATE "C"`, from, to)
+	rows, err := l.db.Query(ctx, `SELECT k, n, d FROM (SELECT `+key+` AS k, count(*) AS n, sum(s.share_diff) AS d
+		FROM shares s JOIN workers w ON w.id = s.worker_id JOIN accounts a ON a.id = s.account_id
+		WHERE s.time >= $1 AND s.time < $2 GROUP BY 1) g ORDER BY k COLLATE "C"`, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("hashrate: %w", err)
 	}
