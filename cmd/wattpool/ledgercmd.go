@@ -72,9 +72,6 @@ func cmdSharesHashrate(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err != nil {
 		return err
 	}
-	// PostgreSQL orders by its collation; byte order is the same
-	// everywhere, so output does not depend on the server's locale.
-	slices.SortStableFunc(rows, func(a, b shares.Hashrate) int { return strings.Compare(a.Key, b.Key) })
 	rep := hashrateReport{By: *by, From: start.UTC(), To: end.UTC(), Seconds: end.Sub(start).Seconds(), Rows: rows}
 	w := bufio.NewWriter(stdout)
 	switch *format {
