@@ -139,25 +139,40 @@ func (s *Spool) checkSegment(path string, seq uint64) (*segment, int64, *Damaged
 // writes its first keep bytes back to path.
 func (s *Spool) setAside(path string, keep int64) (string, error) {
 	aside := fmt.Sprintf("%s.damaged-%d", path, time.Now().UnixNano())
-	if err := os.Rename(path, aside); err != nil {
-		return "", fmt.Errorf("set damaged segment aside: %w", err)
-	}
+	// The intact copy is written before anything is renamed: when it
+	// cannot be (no descriptor left, EMFILE, or no room) the segment is
+	// untouched and Quarantine can be tried again.
+	var tmp string
 	if keep > 0 {
 		data := make([]byte, keep)
-		f, err := os.Open(aside)
+		f, err := os.Open(path)
 		if err != nil {
-			return aside, fmt.Errorf("read damaged segment: %w", err)
+			return "", fmt.Errorf("read damaged segment: %w", err)
 		}
 		_, err = io.ReadFull(f, data)
 		f.Close()
 		if err != nil {
-			return aside, fmt.Errorf("read damaged segment: %w", err)
+			return "", fmt.Errorf("read damaged segment %s: %w", path, err)
 		}
-		if err := writeFileSync(path, data); err != nil {
-			return aside, fmt.Errorf("write intact part of damaged segment: %w", err)
+		tmp = path + ".tmp"
+		if err := writeFileSync(tmp, data); err != nil {
+			os.Remove(tmp)
+			return "", fmt.Errorf("write intact part of damaged segment: %w", err)
 		}
-	} else if err := syncDir(s.dir); err != nil {
-		return aside, err
+	}
+	if err := os.Rename(path, aside); err != nil {
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+		return "", fmt.Errorf("set damaged segment aside: %w", err)
+	}
+	if tmp != "" {
+		if err := os.Rename(tmp, path); err != nil {
+			return aside, fmt.Errorf("put intact part of damaged segment in place: %w", err)
+		}
+	}
+	if err := s.syncDir(); err != nil {
+		return aside, fmt.Errorf("set damaged segment aside: %w", err)
 	}
 	s.opts.Log.Warn("spool: damaged segment set aside", zap.String("path", path), zap.String("set_aside", aside), zap.Int64("kept_bytes", keep))
 	return aside, nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -69,7 +68,8 @@ func parseSegmentName(name string) (uint64, bool) {
 }
 
 // syncDir makes a directory's entries (new, renamed or removed files)
-// durable.
+// durable, opening the directory for it; a running Spool fsyncs through
+// the handle it holds instead (Spool.syncDir).
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
@@ -82,11 +82,10 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// writeFileSync writes data to path through a temporary file, fsyncs it and
-// renames it into place.
+// writeFileSync creates path holding data, fsynced and closed; the caller
+// renames it into place and fsyncs the directory.
 func writeFileSync(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
@@ -98,11 +97,5 @@ func writeFileSync(path string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
+	return f.Close()
 }

@@ -25,8 +25,10 @@ import (
 
 // ErrFull is returned by Append when a record cannot be made durable: the
 // spool reached its byte limit (the database is not keeping up or is
-// down), the disk is full, a write failed or an fsync failed. The caller
-// must not claim the record was stored.
+// down), the disk is full, a write failed, a new segment file could not be
+// created (the process is out of descriptors: the error wraps EMFILE and
+// the next record tries again) or an fsync failed (for good: see Spool).
+// The caller must not claim the record was stored.
 var ErrFull = errors.New("share spool full or failing: record not stored")
 
 // ErrClosed is returned by Append after Close.
@@ -122,9 +124,24 @@ type segment struct {
 
 // Spool is an open spool directory. Open starts its syncer goroutine;
 // Close stops it.
+//
+// Only a failed fsync, or a failed close of a written segment, disables a
+// spool for good (every later Append fails with ErrFull): after it the
+// kernel may have dropped the dirty pages, so nothing written since the
+// last good fsync can be promised. A file that cannot be opened or
+// created (no descriptor left, EMFILE) refuses only the record at hand.
+// The spool directory stays open from Open to Close so that syncing it
+// never needs a new descriptor: what was accepted is made durable, and
+// drained segments removed, even while a connection flood holds every
+// descriptor the process may have.
 type Spool struct {
 	dir  string
 	opts Options
+
+	// dirf is the spool directory, open from Open to Close; dirMu keeps
+	// Close from closing it under an fsync.
+	dirMu sync.RWMutex
+	dirf  *os.File
 
 	mu       sync.Mutex
 	segs     []*segment // by seq; the last may be active
@@ -148,17 +165,23 @@ type Spool struct {
 func Open(dir string, opts Options) (*Spool, []Damaged, error) {
 	opts.fill()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("open spool %s: %w", dir, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
 		return nil, nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &Spool{dir: dir, opts: opts, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Spool{dir: dir, opts: opts, dirf: d, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{})}
 	damaged, err := s.recover()
 	if err != nil {
+		d.Close()
 		return nil, damaged, fmt.Errorf("open spool %s: %w", dir, err)
 	}
 	// Make the listing just read durable: a segment absent now stays
 	// absent after a power loss, so whatever was kept about it elsewhere
 	// (its committed offset) may be forgotten.
-	if err := syncDir(dir); err != nil {
+	if err := s.syncDir(); err != nil {
+		d.Close()
 		return nil, damaged, fmt.Errorf("open spool: %w", err)
 	}
 	go s.syncLoop()
@@ -181,7 +204,7 @@ func (s *Spool) Append(typ byte, payload []byte) (Position, error) {
 		return Position{}, ErrClosed
 	}
 	if s.failed != nil {
-		return Position{}, fmt.Errorf("%w: spool disabled after earlier failure: %v", ErrFull, s.failed)
+		return Position{}, fmt.Errorf("%w: spool disabled after an earlier failed fsync or close: %w", ErrFull, s.failed)
 	}
 	frame := int64(FrameOverhead + len(payload))
 	now := s.opts.Now()
@@ -198,7 +221,7 @@ func (s *Spool) Append(typ byte, payload []byte) (Position, error) {
 	}
 	if s.active == nil {
 		if err := s.createLocked(now); err != nil {
-			return Position{}, fmt.Errorf("%w: %v", ErrFull, err)
+			return Position{}, fmt.Errorf("%w: %w", ErrFull, err)
 		}
 	}
 	a := s.active
@@ -210,7 +233,7 @@ func (s *Spool) Append(typ byte, payload []byte) (Position, error) {
 			s.opts.Log.Error("spool: cannot cut partial write", zap.String("path", a.path), zap.Error(terr))
 		}
 		s.sealLocked()
-		return Position{}, fmt.Errorf("%w: write %s: %v", ErrFull, a.path, err)
+		return Position{}, fmt.Errorf("%w: write %s: %w", ErrFull, a.path, err)
 	}
 	pos := Position{SegmentID: a.id, Seq: a.seq, Offset: a.size}
 	a.size += frame
@@ -218,8 +241,8 @@ func (s *Spool) Append(typ byte, payload []byte) (Position, error) {
 	s.appended.Add(1)
 	if s.opts.SyncEveryRecord {
 		if err := s.syncActiveLocked(); err != nil {
-			s.failed = err
-			return Position{}, fmt.Errorf("%w: %v", ErrFull, err)
+			s.failLocked(err)
+			return Position{}, fmt.Errorf("%w: %w", ErrFull, err)
 		}
 	}
 	return pos, nil
@@ -233,7 +256,7 @@ func (s *Spool) AppendSync(typ byte, payload []byte) (Position, error) {
 		return pos, err
 	}
 	if err := s.Sync(); err != nil {
-		return pos, fmt.Errorf("%w: %v", ErrFull, err)
+		return pos, fmt.Errorf("%w: %w", ErrFull, err)
 	}
 	return pos, nil
 }
@@ -241,7 +264,7 @@ func (s *Spool) AppendSync(typ byte, payload []byte) (Position, error) {
 func (s *Spool) syncActiveLocked() error {
 	a := s.active
 	if !a.dirSynced {
-		if err := syncDir(s.dir); err != nil {
+		if err := s.syncDir(); err != nil {
 			return err
 		}
 		a.dirSynced = true
@@ -262,14 +285,18 @@ func (s *Spool) createLocked(now time.Time) error {
 	path := filepath.Join(s.dir, segmentName(seq))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
+		// Nothing was created (EMFILE is checked before the file is):
+		// the next record tries the same name again.
 		return fmt.Errorf("create segment: %w", err)
 	}
+	// The name is taken from here on, even if the file is left behind
+	// below: retrying it would fail with EEXIST for ever.
+	s.nextSeq++
 	if _, err := f.Write(encodeHeader(id, seq)); err != nil {
 		f.Close()
 		os.Remove(path)
 		return fmt.Errorf("write segment header %s: %w", path, err)
 	}
-	s.nextSeq++
 	seg := &segment{seq: seq, id: id, path: path, f: f, size: HeaderSize, created: now}
 	s.segs = append(s.segs, seg)
 	s.active = seg
@@ -320,7 +347,7 @@ func (s *Spool) Sync() error {
 	s.mu.Unlock()
 
 	if needDir {
-		if err := syncDir(s.dir); err != nil {
+		if err := s.syncDir(); err != nil {
 			return s.fail(err)
 		}
 		s.mu.Lock()
@@ -358,16 +385,55 @@ func (s *Spool) Sync() error {
 	return nil
 }
 
-// fail makes an fsync failure sticky: after it the kernel may have
-// dropped dirty pages, so no later record can be promised durable.
+// fail makes a failed fsync (or close of a written file) sticky: after it
+// the kernel may have dropped dirty pages, so no later record can be
+// promised durable. Any other error (a file that could not be opened) is
+// returned as it is: nothing written was lost and the next try may work.
 func (s *Spool) fail(err error) error {
 	s.mu.Lock()
+	s.failLocked(err)
+	s.mu.Unlock()
+	return err
+}
+
+func (s *Spool) failLocked(err error) {
+	if !permanent(err) {
+		s.opts.Log.Warn("spool: sync step could not run; will retry", zap.Error(err))
+		return
+	}
 	if s.failed == nil {
 		s.failed = err
 	}
-	s.mu.Unlock()
 	s.opts.Log.Error("spool: sync failed; refusing further records", zap.Error(err))
-	return err
+}
+
+// permanent reports whether err, from a sync step, ends the spool's
+// promises: a failed fsync or close (close reports write errors some file
+// systems defer) does, failing to open a file does not. An error of
+// unknown origin counts as permanent: refusing records wrongly is
+// recoverable by a restart, promising them wrongly is not.
+func permanent(err error) bool {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Op != "open"
+	}
+	return true
+}
+
+// syncDir fsyncs the spool directory through the handle held since Open,
+// so that it needs no descriptor. After Close (the recorder still removes
+// drained segments then) it opens the directory for the one fsync; a
+// failure to open is then transient (see permanent).
+func (s *Spool) syncDir() error {
+	s.dirMu.RLock()
+	defer s.dirMu.RUnlock()
+	if s.dirf == nil {
+		return syncDir(s.dir)
+	}
+	if err := s.dirf.Sync(); err != nil {
+		return fmt.Errorf("sync spool dir %s: %w", s.dir, err)
+	}
+	return nil
 }
 
 func (s *Spool) syncLoop() {
@@ -385,7 +451,7 @@ func (s *Spool) syncLoop() {
 			s.sealLocked()
 		}
 		s.mu.Unlock()
-		_ = s.Sync() // failures are logged and made sticky by fail
+		_ = s.Sync() // failures are logged; fail makes fsync and close failures sticky
 	}
 }
 
@@ -455,9 +521,10 @@ func (s *Spool) Remove(seq uint64) error {
 		s.mu.Unlock()
 		return fmt.Errorf("remove spool segment: %w", err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := s.syncDir(); err != nil {
 		// The same directory holds the segments appended to: a failing
-		// fsync there ends the spool's promises like any other.
+		// fsync there ends the spool's promises like any other. Either
+		// way the caller keeps what it knew about the segment.
 		return s.fail(fmt.Errorf("remove spool segment %d: %w", seq, err))
 	}
 	return nil
@@ -511,9 +578,9 @@ func OpenSegment(seg SegmentInfo, from int64) (*SegmentReader, error) {
 	return &SegmentReader{Reader: NewReader(f, from, seg.Readable), f: f}, nil
 }
 
-// Close stops the syncer, seals the active segment and fsyncs everything.
-// Append fails with ErrClosed afterwards; segments stay on disk for the
-// next Open.
+// Close stops the syncer, seals the active segment, fsyncs everything and
+// closes the spool directory. Append fails with ErrClosed afterwards;
+// segments stay on disk for the next Open, and Remove still works.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -525,5 +592,12 @@ func (s *Spool) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
-	return s.Sync()
+	err := s.Sync()
+	s.dirMu.Lock()
+	if cerr := s.dirf.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close spool dir %s: %w", s.dir, cerr))
+	}
+	s.dirf = nil
+	s.dirMu.Unlock()
+	return err
 }
