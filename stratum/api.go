@@ -224,8 +224,11 @@ var ErrNotReloadable = errors.New("settings need a restart")
 
 // Reload applies a new configuration to the running server: listener
 // difficulty ranges, vardiff, version mask, timeouts, queue and line
-// limits, ban policy, groups, the refresh interval and session resume
-// (a lowered MaxParkedSessions evicts at the next housekeeping). Instance,
+// limits, ban policy, groups, the refresh interval, session resume (a
+// lowered MaxParkedSessions evicts at the next housekeeping) and the
+// connection caps (a lowered cap closes no connection: it refuses new ones
+// until enough have left; 0 derives it again from the open-file limit).
+// Instance,
 // InstanceID, Extranonce2Size, JobWindow, HashrateWindow and listener
 // names and addresses need a restart: changes to them are reported in an
 // error wrapping ErrNotReloadable and otherwise ignored.
@@ -269,7 +272,12 @@ func (s *Server) Reload(cfg Config) error {
 		}
 	}
 	next.Listeners = listeners
+	maxConns, err := resolveMaxConns(next.MaxConnections)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	s.cfg.Store(&next)
+	s.setConnLimit(maxConns)
 	for i, l := range s.listeners {
 		lc := listeners[i]
 		l.cfg.Store(&lc)

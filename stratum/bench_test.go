@@ -41,7 +41,7 @@ func connPairs(b *testing.B, s *Server, n int) {
 				}
 			}
 		}()
-		c := s.newConn(sc, s.listeners[0])
+		c := s.newConn(sc, s.listeners[0], remoteIP(sc), false)
 		c.mu.Lock()
 		c.subscribed, c.ready = true, true
 		c.workers = []*connWorker{{name: "a.w", stats: s.reg.attach("a", "w"+strconv.Itoa(i), "", testNow)}}

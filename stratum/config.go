@@ -77,6 +77,21 @@ type Config struct {
 	// MaxParkedSessions caps the parked sessions; parking one more evicts
 	// the oldest. 0 disables resume (reloadable).
 	MaxParkedSessions int
+	// MaxConnections caps the open miner connections of the whole server.
+	// Sockets beyond it are closed as soon as they are accepted, before
+	// anything is allocated for them, so a flood (or more miners than
+	// planned) can never take the descriptors the spool, the database and
+	// the node need. 0 derives the cap from the open-file limit at start
+	// and at every reload (ConnectionBound); a positive value must not
+	// exceed that bound. Reloadable: lowering it closes no live
+	// connection, it only refuses new ones until enough have left.
+	MaxConnections int
+	// MaxConnectionsPerIP caps the open connections from one IP address;
+	// 0 (the default) is unlimited, because whole ASIC farms mine from
+	// behind one NAT address and a per-IP cap would turn them away.
+	// Set it only where miners are known to come from many addresses
+	// (reloadable, like MaxConnections).
+	MaxConnectionsPerIP int
 }
 
 // ListenerConfig is one port.
@@ -88,6 +103,10 @@ type ListenerConfig struct {
 	// StartDiff is the difficulty a new connection starts at; MinDiff and
 	// MaxDiff bound vardiff and miner suggestions. Fractions are legal.
 	StartDiff, MinDiff, MaxDiff float64
+	// MaxConnections caps this port's open connections within the
+	// server's cap (0: only the server's cap applies), so that one port
+	// cannot take every slot from the others (reloadable).
+	MaxConnections int
 }
 
 // VardiffConfig tunes vardiff (see package vardiff).
@@ -246,6 +265,8 @@ func (c Config) Validate() error {
 	if c.MaxParkedSessions < 0 || c.MaxParkedSessions > maxParkedSessionsLimit {
 		bad("MaxParkedSessions", "%d must be 0 (no resume) .. %d", c.MaxParkedSessions, maxParkedSessionsLimit)
 	}
+	bound, nofile, boundErr := ProcessConnectionBound()
+	c.checkConnLimits(bad, bound, nofile, boundErr)
 	if b := c.Ban; b.Enabled {
 		if b.CheckShares < 10 {
 			bad("Ban.CheckShares", "%d must be at least 10", b.CheckShares)

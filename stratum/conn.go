@@ -79,6 +79,9 @@ type conn struct {
 	hasSession bool
 	resumed    bool
 	minBits    uint8 // the miner's version-rolling min-bit-count (≤ 32 once accepted)
+	// admitted is set, before the connection is shared, when admit took
+	// a slot for the socket; close gives it back.
+	admitted   bool
 	en1        [extranonce1Size]byte
 	session    sessionID
 	mask       uint32 // negotiated version-rolling mask (0: none)
@@ -145,16 +148,17 @@ type dupKey struct {
 // connection; vardiff keeps honest miners far below it.
 const maxSharesPerJob = 4096
 
-func (s *Server) newConn(nc net.Conn, l *listener) *conn {
+// newConn registers an accepted socket from ip (the zero Addr when not
+// TCP). admitted says that admit took a slot for it, which close gives
+// back.
+func (s *Server) newConn(nc net.Conn, l *listener, ip netip.Addr, admitted bool) *conn {
 	now := s.now()
 	lc := l.cfg.Load()
 	cfg := s.cfg.Load()
-	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now()}
+	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now(),
+		ip: ip, admitted: admitted}
 	c.wcond.L = &c.wmu
 	c.lastRead = c.connectedAt
-	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
-		c.ip = ap.Addr().Unmap()
-	}
 	c.vd = vardiff.New(cfg.Vardiff.params(lc.MinDiff, lc.MaxDiff), lc.StartDiff, now)
 	s.mu.Lock()
 	s.connSeq++
@@ -166,36 +170,148 @@ func (s *Server) newConn(nc net.Conn, l *listener) *conn {
 	return c
 }
 
+// remoteIP returns the IP of a socket's peer (the zero Addr when it has
+// none, e.g. a pipe).
+func remoteIP(nc net.Conn) netip.Addr {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(ta.IP); ok {
+			return ip.Unmap()
+		}
+	}
+	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+// acceptLoop accepts until the listener is closed. A socket is checked
+// against bans and the connection caps before anything is allocated for
+// it; a refused one is closed at once (its miner retries later).
 func (s *Server) acceptLoop(l *listener) {
-	backoff := 5 * time.Millisecond
+	backoff := time.Duration(0)
 	for {
 		nc, err := l.ln.Accept()
 		if err != nil {
 			if s.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			// Out of file descriptors and the like: wait and retry.
-			s.log.Warn("accept", zap.String("listener", l.cfg.Load().Name), zap.Error(err))
+			// Out of descriptors and the like: the pending socket stays
+			// in the kernel's backlog, so retrying at once would spin.
+			backoff = nextAcceptBackoff(backoff)
+			s.acceptFailed(l, err, backoff)
 			time.Sleep(backoff)
-			if backoff < time.Second {
-				backoff *= 2
-			}
 			continue
 		}
-		backoff = 5 * time.Millisecond
-		if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
-			if until, banned := s.bans.banned(ap.Addr().Unmap(), s.now()); banned {
+		backoff = 0
+		ip := remoteIP(nc)
+		if ip.IsValid() {
+			if until, banned := s.bans.banned(ip, s.now()); banned {
 				s.metrics.closedByReason[ClosedBanned].Inc()
 				s.log.Debug("refused banned IP", zap.String("remote", nc.RemoteAddr().String()), zap.Time("until", until))
 				nc.Close()
 				continue
 			}
 		}
-		c := s.newConn(nc, l)
+		if r, ok := s.admit(l, ip); !ok {
+			// Counted before the close: whoever sees the socket closed
+			// sees the count.
+			s.metrics.closedByReason[r].Inc()
+			nc.Close()
+			s.refused(l, r, ip)
+			continue
+		}
+		c := s.newConn(nc, l, ip, true)
 		if !s.goroutine(c.readLoop) {
 			c.close(ClosedShutdown)
 			c.teardown()
 		}
+	}
+}
+
+// Accept backoff bounds: the first retry after 5ms, doubling to 1s.
+const (
+	acceptBackoffMin = 5 * time.Millisecond
+	acceptBackoffMax = time.Second
+)
+
+// nextAcceptBackoff returns the wait after a failed accept that followed
+// a wait of d (0 after a success).
+func nextAcceptBackoff(d time.Duration) time.Duration {
+	if d < acceptBackoffMin {
+		return acceptBackoffMin
+	}
+	return min(2*d, acceptBackoffMax)
+}
+
+// Causes of failed accepts, a bounded metric label.
+const (
+	acceptEMFILE = iota
+	acceptENFILE
+	acceptOther
+	acceptErrorKinds
+)
+
+var acceptErrorNames = [acceptErrorKinds]string{acceptEMFILE: "emfile", acceptENFILE: "enfile", acceptOther: "other"}
+
+func acceptErrorKind(err error) int {
+	switch {
+	case errors.Is(err, syscall.EMFILE):
+		return acceptEMFILE
+	case errors.Is(err, syscall.ENFILE):
+		return acceptENFILE
+	}
+	return acceptOther
+}
+
+// acceptFailed counts a failed accept and logs it, at most one line per
+// logEvery with the number of failures it stands for.
+func (s *Server) acceptFailed(l *listener, err error, backoff time.Duration) {
+	l.metrics.acceptErrors[acceptErrorKind(err)].Inc()
+	if n, due := s.acceptLog.event(s.now()); due {
+		s.log.Warn("accept failing; retrying with backoff", zap.String("listener", l.cfg.Load().Name),
+			zap.Uint64("failures", n), zap.Duration("backoff", backoff), zap.Int("open", s.openSockets()), zap.Error(err))
+	}
+}
+
+// refused logs refused sockets, at most one line per logEvery and reason
+// with the number refused since the previous line.
+func (s *Server) refused(l *listener, r CloseReason, ip netip.Addr) {
+	t := &s.refusedLog
+	if r == ClosedTooManyPerIP {
+		t = &s.refusedIPLog
+	}
+	if n, due := t.event(s.now()); due {
+		s.logRefused(r, n, l.cfg.Load().Name, ip)
+	}
+}
+
+func (s *Server) logRefused(r CloseReason, n uint64, listener string, ip netip.Addr) {
+	cfg := s.cfg.Load()
+	fields := []zap.Field{zap.Stringer("reason", r), zap.Uint64("refused", n), zap.Int("open", s.openSockets()),
+		zap.Int64("max_connections", s.maxConns.Load())}
+	if listener != "" {
+		fields = append(fields, zap.String("listener", listener))
+	}
+	if r == ClosedTooManyPerIP {
+		fields = append(fields, zap.Int("max_connections_per_ip", cfg.MaxConnectionsPerIP))
+		if ip.IsValid() {
+			fields = append(fields, zap.Stringer("ip", ip))
+		}
+	}
+	s.log.Warn("refusing new connections at the connection limit; miners will retry", fields...)
+}
+
+// flushLimitLogs logs refusals and accept failures the throttles held
+// back, once their interval has passed.
+func (s *Server) flushLimitLogs(now time.Time) {
+	if n, due := s.refusedLog.flush(now); due {
+		s.logRefused(ClosedTooManyConnections, n, "", netip.Addr{})
+	}
+	if n, due := s.refusedIPLog.flush(now); due {
+		s.logRefused(ClosedTooManyPerIP, n, "", netip.Addr{})
+	}
+	if n, due := s.acceptLog.flush(now); due {
+		s.log.Warn("accept failed", zap.Uint64("failures", n), zap.Int("open", s.openSockets()))
 	}
 }
 
@@ -231,6 +347,10 @@ func (c *conn) close(r CloseReason) {
 		c.wcond.Broadcast()
 		c.wmu.Unlock()
 		c.nc.Close()
+		if c.admitted {
+			// The descriptor is gone: its slot may go to a new miner.
+			c.s.release(c.l, c.ip)
+		}
 	})
 }
 

@@ -25,6 +25,12 @@ const (
 	ClosedBanned                              // IP banned (at accept or after a flood)
 	ClosedShutdown                            // server shutting down
 	ClosedTakenOver                           // the miner resumed its session on a new connection
+	// ClosedTooManyConnections: refused at accept, the server's or the
+	// listener's MaxConnections was reached.
+	ClosedTooManyConnections
+	// ClosedTooManyPerIP: refused at accept, MaxConnectionsPerIP was
+	// reached for the miner's address.
+	ClosedTooManyPerIP
 	closeReasonCount
 )
 
@@ -42,6 +48,9 @@ var closeReasonNames = [...]string{
 	ClosedBanned:           "banned",
 	ClosedShutdown:         "shutdown",
 	ClosedTakenOver:        "taken_over",
+
+	ClosedTooManyConnections: "too_many_connections",
+	ClosedTooManyPerIP:       "too_many_connections_per_ip",
 }
 
 // String returns the stable name of the reason.
@@ -71,6 +80,8 @@ type metrics struct {
 	subscribes     [resumeOutcomeCount]prometheus.Counter
 	parked         prometheus.Gauge
 	parkedDropped  *prometheus.CounterVec
+	acceptErrors   *prometheus.CounterVec
+	maxConnections prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics, error) {
@@ -122,6 +133,14 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 		Name: "wattpool_stratum_parked_sessions_dropped_total",
 		Help: "Parked sessions dropped without being resumed: expired (resume window passed) or evicted (MaxParkedSessions reached, oldest first).",
 	}, []string{"reason"})
+	m.acceptErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wattpool_stratum_accept_errors_total",
+		Help: "Failed accept(2) calls by listener and cause: emfile (this process is out of descriptors), enfile (the system is), other. The accept loop backs off up to a second after each.",
+	}, []string{"listener", "reason"})
+	m.maxConnections = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "wattpool_stratum_max_connections",
+		Help: "The server's connection cap in force (configured, or derived from the open-file limit); connections beyond it are refused.",
+	})
 	for o := resumeOutcome(0); o < resumeOutcomeCount; o++ {
 		switch o {
 		case resumeOK:
@@ -140,7 +159,7 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.shares, m.validation, m.blocks, m.closed,
 		m.broadcast, m.groupHashrate, m.jobs, m.goroutines, m.sinkErrors, m.bansTotal,
-		m.subscribesVec, m.parked, m.parkedDropped} {
+		m.subscribesVec, m.parked, m.parkedDropped, m.acceptErrors, m.maxConnections} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register stratum metrics: %w", err)
 		}
@@ -151,9 +170,10 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 // listenerMetrics are one listener's pre-resolved series, so the share
 // path never looks up label values.
 type listenerMetrics struct {
-	connections prometheus.Gauge
-	accepted    prometheus.Counter
-	rejected    [rejectReasonCount]prometheus.Counter
+	connections  prometheus.Gauge
+	acceptErrors [acceptErrorKinds]prometheus.Counter
+	accepted     prometheus.Counter
+	rejected     [rejectReasonCount]prometheus.Counter
 }
 
 func (m *metrics) forListener(name string) *listenerMetrics {
@@ -163,6 +183,9 @@ func (m *metrics) forListener(name string) *listenerMetrics {
 	}
 	for _, r := range AllRejectReasons() {
 		lm.rejected[r] = m.shares.WithLabelValues(name, "rejected", r.String())
+	}
+	for k := range acceptErrorKinds {
+		lm.acceptErrors[k] = m.acceptErrors.WithLabelValues(name, acceptErrorNames[k])
 	}
 	return lm
 }

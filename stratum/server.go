@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,14 @@ type Server struct {
 	// (so calls survive shutdown until drained), which callCtx relies on.
 	opCtx context.Context
 
+	// adm counts admitted sockets against maxConns, the server's
+	// connection cap in force (MaxConnections resolved).
+	adm      admission
+	maxConns atomic.Int64
+	// Throttles of the warnings about refused sockets (server or
+	// listener cap; per-IP cap) and failing accepts.
+	refusedLog, refusedIPLog, acceptLog throttle
+
 	mu      sync.Mutex
 	conns   map[uint64]*conn
 	en1Used map[uint32]struct{}
@@ -118,6 +127,7 @@ type listener struct {
 	cfg     atomic.Pointer[ListenerConfig]
 	ln      net.Listener
 	metrics *listenerMetrics
+	open    int // admitted sockets not closed yet, guarded by Server.adm.mu
 }
 
 // New checks the configuration and returns a server that is not yet
@@ -149,6 +159,10 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 		en1Used:  map[uint32]struct{}{},
 		sessions: newSessionTable(),
 		opCtx:    context.Background(),
+		adm:      admission{perIP: map[netip.Addr]int{}},
+	}
+	for _, t := range []*throttle{&s.refusedLog, &s.refusedIPLog, &s.acceptLog} {
+		t.every = logEvery
 	}
 	s.gcond = sync.NewCond(&s.gmu)
 	s.hashers.New = func() any { return new(work.Hasher) }
@@ -166,6 +180,11 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 		return nil, err
 	}
 	s.metrics = m
+	lim, err := resolveMaxConns(c.MaxConnections)
+	if err != nil {
+		return nil, fmt.Errorf("stratum config: %w", err)
+	}
+	s.setConnLimit(lim)
 	for i := range c.Listeners {
 		l := &listener{metrics: m.forListener(c.Listeners[i].Name)}
 		lc := c.Listeners[i]
@@ -259,9 +278,11 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 		l.ln = ln
 		s.log.Info("stratum listening", zap.String("listener", lc.Name), zap.Stringer("addr", ln.Addr()),
-			zap.Float64("start_diff", lc.StartDiff), zap.Float64("min_diff", lc.MinDiff), zap.Float64("max_diff", lc.MaxDiff))
+			zap.Float64("start_diff", lc.StartDiff), zap.Float64("min_diff", lc.MinDiff), zap.Float64("max_diff", lc.MaxDiff),
+			zap.Int("max_connections", lc.MaxConnections))
 	}
 	close(s.ready)
+	s.logConnLimit()
 	for _, l := range s.listeners {
 		s.goroutine(func() { s.acceptLoop(l) })
 	}
@@ -475,6 +496,7 @@ func (s *Server) housekeeping() {
 	s.bans.prune(now, cfg.Ban)
 	s.reg.prune(now)
 	s.pruneParked(now)
+	s.flushLimitLogs(now)
 	groups, _ := aggregate(s.reg.snapshot(now))
 	s.metrics.groupHashrate.Reset()
 	for _, g := range groups {

@@ -646,7 +646,7 @@ func TestSlowConsumerClosed(t *testing.T) {
 	e := startServer(t, cfg, nil)
 	server, peer := net.Pipe()
 	defer peer.Close()
-	c := e.s.newConn(server, e.s.listeners[0])
+	c := e.s.newConn(server, e.s.listeners[0], remoteIP(server), false)
 	line := []byte("{}\n")
 	queued := 0
 	for i := 0; i < 10; i++ {

@@ -33,7 +33,7 @@ func offlineConn(t testing.TB, tmpl *node.Template, diff float64) (*Server, *con
 	server, peer := tcpPair(t)
 	done := make(chan struct{})
 	go func() { io.Copy(io.Discard, peer); close(done) }()
-	c := s.newConn(server, s.listeners[0])
+	c := s.newConn(server, s.listeners[0], remoteIP(server), false)
 	t.Cleanup(func() {
 		c.close(ClosedShutdown)
 		peer.Close()

@@ -123,7 +123,7 @@ func TestReplyBackpressure(t *testing.T) {
 	e := startServer(t, cfg, nil)
 	server, peer := net.Pipe() // no socket buffer: the writer blocks at once
 	defer peer.Close()
-	c := e.s.newConn(server, e.s.listeners[0])
+	c := e.s.newConn(server, e.s.listeners[0], remoteIP(server), false)
 	if !e.s.goroutine(c.readLoop) {
 		t.Fatal("server not running")
 	}
