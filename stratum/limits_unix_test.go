@@ -31,4 +31,3 @@ func TestProcessConnectionBound(t *testing.T) {
 		t.Fatalf("MaxConnections 0 put %d in force, want the derived %d", got, bound)
 	}
 }
-
