@@ -219,6 +219,7 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 	sc.Extranonce2Size = cfg.Extranonce2Size
 	sc.RefreshInterval = cfg.JobRefresh
 	sc.SessionResumeWindow, sc.MaxParkedSessions = cfg.SessionResumeWindow, cfg.MaxParkedSessions
+	sc.MaxConnections, sc.MaxConnectionsPerIP = cfg.MaxConnections, cfg.MaxConnectionsPerIP
 	sc.Vardiff = stratum.VardiffConfig{
 		TargetInterval: cfg.Vardiff.TargetInterval, RetargetInterval: cfg.Vardiff.RetargetInterval,
 		RetargetShares: cfg.Vardiff.RetargetShares, MaxFactor: cfg.Vardiff.MaxFactor, Tolerance: cfg.Vardiff.Tolerance,
@@ -226,7 +227,7 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 	sc.Listeners = nil
 	for _, l := range cfg.Listeners {
 		sc.Listeners = append(sc.Listeners, stratum.ListenerConfig{Name: l.Name, Addr: l.Addr,
-			StartDiff: l.StartDiff, MinDiff: l.MinDiff, MaxDiff: l.MaxDiff})
+			StartDiff: l.StartDiff, MinDiff: l.MinDiff, MaxDiff: l.MaxDiff, MaxConnections: l.MaxConnections})
 	}
 	sc.Groups = nil
 	for _, g := range cfg.Groups {

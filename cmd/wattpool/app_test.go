@@ -26,6 +26,15 @@ job_refresh_interval = "12s"
 extranonce2_size = 6
 session_resume_window = "3m"
 max_parked_sessions = 1234
+max_connections = 777
+max_connections_per_ip = 55
+[[stratum.listener]]
+name = "asic"
+addr = ":3333"
+max_connections = 700
+[[stratum.listener]]
+name = "small"
+addr = ":3334"
 [[stratum.group]]
 pattern = "acme.*"
 group = "acme"
@@ -42,6 +51,10 @@ group = "acme"
 	}
 	if len(sc.Groups) != 1 || sc.Groups[0].Group != "acme" {
 		t.Fatalf("groups %+v", sc.Groups)
+	}
+	if sc.MaxConnections != 777 || sc.MaxConnectionsPerIP != 55 || len(sc.Listeners) != 2 ||
+		sc.Listeners[0].MaxConnections != 700 || sc.Listeners[1].MaxConnections != 0 {
+		t.Fatalf("connection caps %d, %d per IP, listeners %+v", sc.MaxConnections, sc.MaxConnectionsPerIP, sc.Listeners)
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatalf("mapped config invalid: %v", err)

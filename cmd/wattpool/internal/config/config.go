@@ -88,6 +88,14 @@ type Config struct {
 	// MaxParkedSessions bounds the sessions waiting to be resumed (oldest
 	// dropped first); 0 disables resuming.
 	MaxParkedSessions int
+	// MaxConnections caps the open miner connections of the process, so
+	// that a flood cannot take the descriptors the spool, the database and
+	// the node need; 0 derives it from the open-file limit (see
+	// stratum.ConnectionBound).
+	MaxConnections int
+	// MaxConnectionsPerIP caps the connections of one address; 0 is
+	// unlimited, since whole farms mine from behind one NAT address.
+	MaxConnectionsPerIP int
 	// Groups map "account.worker" names (path.Match patterns) to worker
 	// groups, first match wins.
 	Groups []Group
@@ -136,6 +144,9 @@ type Listener struct {
 	// StartDiff is the difficulty new connections start at; MinDiff and
 	// MaxDiff bound vardiff and miner suggestions.
 	StartDiff, MinDiff, MaxDiff float64
+	// MaxConnections caps this listener's connections within the
+	// process's cap; 0 leaves only that one.
+	MaxConnections int
 }
 
 // Defaults returns the configuration a missing file stands for. It is not

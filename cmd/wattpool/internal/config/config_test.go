@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/wattpool/wattpool/stratum"
 )
 
 // Real addresses: BIP173 vectors and the P2PKH of private key 1.
@@ -102,6 +105,8 @@ extranonce2_size = 8
 job_refresh_interval = "15s"
 session_resume_window = "0s"
 max_parked_sessions = 500
+max_connections = 900
+max_connections_per_ip = 40
 [stratum.vardiff]
 target_interval = "5s"
 retarget_interval = "30s"
@@ -114,6 +119,7 @@ addr = ":3333"
 start_diff = 65536
 min_diff = 4096
 max_diff = 1e9
+max_connections = 800
 [[stratum.listener]]
 name = "cpu"
 addr = ":3334"
@@ -141,7 +147,10 @@ addr = "off"
 	if c.SessionResumeWindow != 0 || c.MaxParkedSessions != 500 {
 		t.Fatalf("session resume %v, %d parked; want 0s (off) and 500", c.SessionResumeWindow, c.MaxParkedSessions)
 	}
-	want := []Listener{{"asic", ":3333", 65536, 4096, 1e9}, {"cpu", ":3334", 0.01, 0.0001, 16}}
+	if c.MaxConnections != 900 || c.MaxConnectionsPerIP != 40 {
+		t.Fatalf("connection caps %d, %d per IP; want 900, 40", c.MaxConnections, c.MaxConnectionsPerIP)
+	}
+	want := []Listener{{"asic", ":3333", 65536, 4096, 1e9, 800}, {"cpu", ":3334", 0.01, 0.0001, 16, 0}}
 	if len(c.Listeners) != 2 || c.Listeners[0] != want[0] || c.Listeners[1] != want[1] {
 		t.Fatalf("listeners %+v", c.Listeners)
 	}
@@ -202,6 +211,12 @@ func TestEnvTemplateFileReplacesNodes(t *testing.T) {
 // TestErrorsNameEveryField feeds configurations with several wrong fields
 // and checks that each one is named (not only the first).
 func TestErrorsNameEveryField(t *testing.T) {
+	// The cap's bound depends on the open-file limit of the test process.
+	bound, nofile, err := stratum.ProcessConnectionBound()
+	if err != nil {
+		t.Fatal(err)
+	}
+	over := fmt.Sprint(bound + 1)
 	for _, tc := range []struct {
 		name string
 		file string
@@ -317,6 +332,26 @@ group = "ok"
 `, want: []string{"stratum.version_mask: \"zz\"", "stratum.group[0].pattern", "stratum.group[0].group"}},
 		{name: "one-bit version mask", file: minimal + "[stratum]\nversion_mask = \"00002000\"\n",
 			want: []string{"stratum.version_mask: 00002000 leaves fewer than 2 bits"}},
+		{name: "connection caps out of range", file: minimal + `
+[stratum]
+max_connections = -1
+max_connections_per_ip = -2
+[[stratum.listener]]
+addr = ":3333"
+max_connections = -3
+`, want: []string{"stratum.max_connections: -1 must not be negative", "stratum.max_connections_per_ip: -2 is out of range",
+			"stratum.listener[0].max_connections: -3 must not be negative"}},
+		{name: "connection caps above the open-file bound", file: minimal + `
+[stratum]
+max_connections = ` + over + `
+max_connections_per_ip = 20000000
+[[stratum.listener]]
+addr = ":3333"
+max_connections = ` + over + `
+`, want: []string{
+			fmt.Sprintf("stratum.max_connections: %s exceeds %d, the most the open-file limit allows (RLIMIT_NOFILE %d minus %d", over, bound, nofile, stratum.FileReserve(nofile)),
+			"stratum.max_connections_per_ip: 20000000 is out of range",
+			fmt.Sprintf("stratum.listener[0].max_connections: %s exceeds %d", over, bound)}},
 		{name: "no node, no payout", file: "", want: []string{"bitcoin.payout_address: must be set", "node.urls: no node"}},
 		{name: "missing files", file: minimal, env: []string{"WATTPOOL_NODE_URL", "https://u:p@h:1", "WATTPOOL_NODE_CA_FILE", "/nonexistent/ca.pem"},
 			want: []string{"node.ca_file (from WATTPOOL_NODE_CA_FILE): open /nonexistent/ca.pem"}},
@@ -359,6 +394,12 @@ func TestSyntaxErrorIsReportedWithPosition(t *testing.T) {
 	_, err = Parse([]byte("[instance]\nid = \"seven\"\n"), nil)
 	if err == nil || !strings.Contains(err.Error(), "instance.id") {
 		t.Fatalf("err = %v, want the key named", err)
+	}
+	for _, bad := range []string{"[stratum]\nmax_connections = \"many\"\n", "[stratum]\nmax_connections = 1.5\n",
+		"[stratum]\nmax_connections_per_ip = true\n", "[[stratum.listener]]\nmax_connections = \"10\"\n"} {
+		if _, err := Parse([]byte(bad), nil); err == nil || !strings.Contains(err.Error(), "max_connections") {
+			t.Errorf("%q: err = %v, want the key named", bad, err)
+		}
 	}
 	var fe *FieldError
 	if !errors.As(err, &fe) {

@@ -66,6 +66,8 @@ type StratumFile struct {
 	JobRefresh      string         `toml:"job_refresh_interval"`
 	SessionResume   string         `toml:"session_resume_window"`
 	MaxParked       int            `toml:"max_parked_sessions"`
+	MaxConnections  int            `toml:"max_connections"`
+	MaxConnsPerIP   int            `toml:"max_connections_per_ip"`
 	Vardiff         VardiffFile    `toml:"vardiff"`
 	Listeners       []ListenerFile `toml:"listener"`
 	Groups          []GroupFile    `toml:"group"`
@@ -95,6 +97,8 @@ type ListenerFile struct {
 	StartDiff *float64 `toml:"start_diff"`
 	MinDiff   *float64 `toml:"min_diff"`
 	MaxDiff   *float64 `toml:"max_diff"`
+	// MaxConnections is 0 (only the [stratum] cap) when omitted.
+	MaxConnections int `toml:"max_connections"`
 }
 
 // HTTPFile is the [http] table.

@@ -17,6 +17,7 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/wattpool/wattpool/stratum"
 	"github.com/wattpool/wattpool/stratum/work"
 )
 
@@ -43,6 +44,11 @@ var instanceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 type validator struct {
 	from map[string]string
 	errs Errors
+	// The most connections this process's open-file limit allows (or why
+	// none), set by connLimits before the listeners are checked.
+	connBound    int
+	connNofile   uint64
+	connBoundErr error
 }
 
 func (v *validator) errorf(field, format string, args ...any) {
@@ -163,6 +169,7 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 		v.errorf("stratum.max_parked_sessions", "%d is out of range [0, %d] (0 disables resuming)", c.MaxParkedSessions, MaxParkedSessions)
 	}
 	v.vardiff(f, c)
+	v.connLimits(f, c)
 	v.listeners(f, c)
 	for i, g := range f.Stratum.Groups {
 		p := fmt.Sprintf("stratum.group[%d].", i)
@@ -396,8 +403,42 @@ func (v *validator) listeners(f *File, c *Config) {
 				v.errorf(p+"start_diff", "%v is outside [min_diff %v, max_diff %v]", l.StartDiff, l.MinDiff, l.MaxDiff)
 			}
 		}
+		l.MaxConnections = lf.MaxConnections
+		switch {
+		case lf.MaxConnections < 0:
+			v.errorf(p+"max_connections", "%d must not be negative (0: only stratum.max_connections applies)", lf.MaxConnections)
+		case v.connBoundErr == nil && lf.MaxConnections > v.connBound:
+			v.errorf(p+"max_connections", "%d exceeds %d, %s", lf.MaxConnections, v.connBound, v.connBoundWhy())
+		}
 		c.Listeners = append(c.Listeners, l)
 	}
+}
+
+// connLimits checks the connection caps against the open-file limit of
+// this process. `wattpool check-config` may run under another limit than
+// the service (systemd's LimitNOFILE=, a container's ulimit): serve checks
+// again at start.
+func (v *validator) connLimits(f *File, c *Config) {
+	v.connBound, v.connNofile, v.connBoundErr = stratum.ProcessConnectionBound()
+	c.MaxConnections = f.Stratum.MaxConnections
+	switch {
+	case c.MaxConnections < 0:
+		v.errorf("stratum.max_connections", "%d must not be negative (0 derives the cap from the open-file limit)", c.MaxConnections)
+	case v.connBoundErr != nil:
+		v.errorf("stratum.max_connections", "%v", v.connBoundErr)
+	case c.MaxConnections > v.connBound:
+		v.errorf("stratum.max_connections", "%d exceeds %d, %s; or set 0 to derive it", c.MaxConnections, v.connBound, v.connBoundWhy())
+	}
+	c.MaxConnectionsPerIP = f.Stratum.MaxConnsPerIP
+	if c.MaxConnectionsPerIP < 0 || c.MaxConnectionsPerIP > stratum.MaxConnectionsLimit {
+		v.errorf("stratum.max_connections_per_ip", "%d is out of range [0, %d] (0: unlimited)", c.MaxConnectionsPerIP, stratum.MaxConnectionsLimit)
+	}
+}
+
+// connBoundWhy explains the connection bound of this process.
+func (v *validator) connBoundWhy() string {
+	return fmt.Sprintf("the most the open-file limit allows (RLIMIT_NOFILE %d minus %d kept for the spool, database, node, HTTP and logs); raise the limit (ulimit -n, systemd LimitNOFILE=) or lower the value",
+		v.connNofile, stratum.FileReserve(v.connNofile))
 }
 
 // diff returns *d, or def when the key was omitted; a value that is not
