@@ -59,11 +59,7 @@ func cmdSharesHashrate(ctx context.Context, args []string, stdout, stderr io.Wri
 		return usageError{fmt.Sprintf("shares hashrate: -from %s is not before -to %s",
 			start.UTC().Format(time.RFC3339Nano), end.UTC().Format(time.RFC3339Nano))}
 	}
-	url, err := databaseURL(path(), lookup)
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, url)
+	conn, err := connectConfigured(ctx, path(), lookup)
 	if err != nil {
 		return err
 	}
@@ -250,11 +246,7 @@ func cmdSharesWindow(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := checkFormat("shares window", *format, "csv", "json"); err != nil {
 		return err
 	}
-	url, err := databaseURL(path(), lookup)
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, url)
+	conn, err := connectConfigured(ctx, path(), lookup)
 	if err != nil {
 		return err
 	}

@@ -77,6 +77,17 @@ func databaseURL(path string, lookup env) (string, error) {
 	return f.Database.URL, nil
 }
 
+// connectConfigured connects to the database the configuration at path
+// (and the environment) names: the opening of every command that reads or
+// migrates the ledger.
+func connectConfigured(ctx context.Context, path string, lookup env) (*pgx.Conn, error) {
+	url, err := databaseURL(path, lookup)
+	if err != nil {
+		return nil, err
+	}
+	return connect(ctx, url)
+}
+
 func connect(ctx context.Context, url string) (*pgx.Conn, error) {
 	cc, err := pgx.ParseConfig(url)
 	if err != nil {

@@ -31,11 +31,7 @@ func cmdSharesVerify(ctx context.Context, args []string, stdout, stderr io.Write
 		return usageError{fmt.Sprintf("shares verify: -limit %d must not be negative", f.Limit)}
 	}
 	f.From, f.To = from.t, to.t
-	url, err := databaseURL(path(), lookup)
-	if err != nil {
-		return err
-	}
-	conn, err := connect(ctx, url)
+	conn, err := connectConfigured(ctx, path(), lookup)
 	if err != nil {
 		return err
 	}
