@@ -46,33 +46,8 @@ func BenchmarkIngest(b *testing.B) {
 // spool's cost on the submit path, background syncer and drain running)
 // and reports latency percentiles.
 func BenchmarkRecordShareLatency(b *testing.B) {
-	ctx := context.Background()
-	db := newDB(b)
-	r := newRecorder(b, db, b.TempDir(), WithFlushInterval(200*time.Millisecond))
-	job := testJob("lat")
-	base := testShare(job, 1)
-	lat := make([]time.Duration, 0, b.N)
-	const interval = time.Second / 20000
-	next := time.Now()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for time.Now().Before(next) {
-		}
-		next = next.Add(interval)
-		s := *base
-		s.Nonce = uint32(i)
-		t0 := time.Now()
-		if err := r.RecordShare(ctx, &s); err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, time.Since(t0))
-	}
-	b.StopTimer()
-	slices.Sort(lat)
-	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Microseconds()) }
-	b.ReportMetric(pct(0.5), "p50-us")
-	b.ReportMetric(pct(0.99), "p99-us")
-	b.ReportMetric(pct(0.999), "p999-us")
+	r := newRecorder(b, newDB(b), b.TempDir(), WithFlushInterval(200*time.Millisecond))
+	pacedRecordShares(b, r)
 }
 
 // BenchmarkRecordShareLatencySmallSpool is BenchmarkRecordShareLatency
@@ -86,35 +61,39 @@ func BenchmarkRecordShareLatencySmallSpool(b *testing.B) {
 		segment int64
 	}{{"segment=256KiB", 256 << 10}, {"segment=64MiB", 64 << 20}} {
 		b.Run(bc.name, func(b *testing.B) {
-			ctx := context.Background()
-			db := newDB(b)
-			r := newRecorder(b, db, b.TempDir(), WithFlushInterval(50*time.Millisecond), WithSpoolLimit(4<<20),
+			r := newRecorder(b, newDB(b), b.TempDir(), WithFlushInterval(50*time.Millisecond), WithSpoolLimit(4<<20),
 				WithSegmentSize(bc.segment))
-			job := testJob("lat")
-			base := testShare(job, 1)
-			lat := make([]time.Duration, 0, b.N)
-			const interval = time.Second / 20000
-			next := time.Now()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				for time.Now().Before(next) {
-				}
-				next = next.Add(interval)
-				s := *base
-				s.Nonce = uint32(i)
-				t0 := time.Now()
-				if err := r.RecordShare(ctx, &s); err != nil {
-					b.Fatalf("share %d: %v", i, err)
-				}
-				lat = append(lat, time.Since(t0))
-			}
-			b.StopTimer()
+			pacedRecordShares(b, r)
 			b.ReportMetric(float64(r.spool.Segments()[0].Seq), "segments")
-			slices.Sort(lat)
-			pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) / 1e3 }
-			b.ReportMetric(pct(0.5), "p50-us")
-			b.ReportMetric(pct(0.99), "p99-us")
-			b.ReportMetric(pct(0.999), "p999-us")
 		})
 	}
+}
+
+// pacedRecordShares records b.N shares at 20,000/s and reports the
+// latency percentiles of RecordShare in microseconds.
+func pacedRecordShares(b *testing.B, r *Recorder) {
+	ctx := context.Background()
+	base := testShare(testJob("lat"), 1)
+	lat := make([]time.Duration, 0, b.N)
+	const interval = time.Second / 20000
+	next := time.Now()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for time.Now().Before(next) {
+		}
+		next = next.Add(interval)
+		s := *base
+		s.Nonce = uint32(i)
+		t0 := time.Now()
+		if err := r.RecordShare(ctx, &s); err != nil {
+			b.Fatalf("share %d: %v", i, err)
+		}
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 { return float64(lat[int(p*float64(len(lat)-1))].Nanoseconds()) / 1e3 }
+	b.ReportMetric(pct(0.5), "p50-us")
+	b.ReportMetric(pct(0.99), "p99-us")
+	b.ReportMetric(pct(0.999), "p999-us")
 }
