@@ -7,7 +7,25 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wattpool/wattpool/stratum/work"
 )
+
+// submitHeld sends acct.rig1's share (extranonce2 en2, nonce) on job over c
+// and returns once the sink holds it; the share is recorded when release
+// is closed, whatever the sink timeout says.
+func submitHeld(e *env, c *client, job *work.Job, en2 string, nonce uint32) (release chan struct{}) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	e.sink.mu.Lock()
+	e.sink.hold = func() { close(entered); <-release }
+	e.sink.mu.Unlock()
+	c.send(fmt.Sprintf(`{"id":99,"method":"mining.submit","params":["acct.rig1",%q,%q,%q,%q]}`, job.ID, en2, hex32(job.NTime), hex32(nonce)))
+	<-entered
+	e.sink.mu.Lock()
+	e.sink.hold = nil
+	e.sink.mu.Unlock()
+	return release
+}
 
 // sharesWithEn2 counts the recorded shares made with extranonce2 en2.
 func (s *recSink) sharesWithEn2(en2 string) int {
@@ -175,15 +193,7 @@ func TestSessionTakeoverWaitsForSubmit(t *testing.T) {
 	a.authorizeAndWork("acct.rig1")
 	job := e.sink.lastJob()
 
-	entered, release := make(chan struct{}), make(chan struct{})
-	e.sink.mu.Lock()
-	e.sink.hold = func() { close(entered); <-release }
-	e.sink.mu.Unlock()
-	a.send(fmt.Sprintf(`{"id":99,"method":"mining.submit","params":["acct.rig1",%q,"000000aa",%q,%q]}`, job.ID, hex32(job.NTime), hex32(7)))
-	<-entered
-	e.sink.mu.Lock()
-	e.sink.hold = nil
-	e.sink.mu.Unlock()
+	release := submitHeld(e, a, job, "000000aa", 7)
 
 	b := e.dial()
 	type subscribed struct{ id, en1 string }
@@ -341,15 +351,7 @@ func TestSessionTakeoverTimeout(t *testing.T) {
 	a.authorizeAndWork("acct.rig1")
 	job := e.sink.lastJob()
 
-	entered, release := make(chan struct{}), make(chan struct{})
-	e.sink.mu.Lock()
-	e.sink.hold = func() { close(entered); <-release } // ignores the sink timeout
-	e.sink.mu.Unlock()
-	a.send(fmt.Sprintf(`{"id":99,"method":"mining.submit","params":["acct.rig1",%q,"000000bb",%q,%q]}`, job.ID, hex32(job.NTime), hex32(7)))
-	<-entered
-	e.sink.mu.Lock()
-	e.sink.hold = nil
-	e.sink.mu.Unlock()
+	release := submitHeld(e, a, job, "000000bb", 7)
 
 	b := e.dial()
 	gotID, gotEn1 := b.subscribeOffering(subID)
