@@ -183,12 +183,12 @@ type Loop struct {
 	metrics *loopMetrics
 
 	// Owned by Step (one at a time: stepMu).
-	stepMu    sync.Mutex
-	leading   bool
-	states    map[string]GroupState
-	wants     map[string][]bool // per group, the last ConfirmM policy verdicts: true = wanted the other state
-	quotes    map[string]Quote  // the last good quote per source
-	overrides map[string]Override
+	stepMu     sync.Mutex
+	leading    bool
+	states     map[string]GroupState
+	wants      map[string][]bool // per group, the last ConfirmM policy verdicts: true = wanted the other state
+	quotes     map[string]Quote  // the last good quote per source
+	overrides  map[string]Override
 	alertSince map[string]time.Time
 
 	mu     sync.Mutex // guards status
