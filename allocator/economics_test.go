@@ -48,7 +48,7 @@ func TestSubsidy(t *testing.T) {
 	}
 }
 
-func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math.Abs(b)) }
+func econNear(a, b, tol float64) bool { return math.Abs(a-b) <= tol*math.Max(1, math.Abs(b)) }
 
 func TestHashprice(t *testing.T) {
 	// Block 840,000 (the fourth halving, 2024-04-20): difficulty
@@ -56,17 +56,17 @@ func TestHashprice(t *testing.T) {
 	// 1e15 × 86400 × 3.125 × 64000 / (86388558925171.02 × 4294967296)
 	// = 1.728e25 / 3.710349...e23 = 46.5722958... $/PH/day.
 	m := Market{BTCUSD: 64000, NetworkDifficulty: 86388558925171.02, SubsidyBTC: SubsidyBTC(840_000, &chaincfg.MainNetParams)}
-	if got, want := HashpriceUSDPerPHDay(m), 46.57229582708776; !near(got, want, 1e-12) {
+	if got, want := HashpriceUSDPerPHDay(m), 46.57229582708776; !econNear(got, want, 1e-12) {
 		t.Errorf("hashprice = %.12f, want %.12f", got, want)
 	}
 	// Fees add to the subsidy: 3.125 + 0.375 = 3.5 BTC is 3.5/3.125 = 1.12 times as much.
 	m.FeesBTCPerBlock = 0.375
-	if got, want := HashpriceUSDPerPHDay(m), 46.57229582708776*1.12; !near(got, want, 1e-12) {
+	if got, want := HashpriceUSDPerPHDay(m), 46.57229582708776*1.12; !econNear(got, want, 1e-12) {
 		t.Errorf("hashprice with fees = %.12f, want %.12f", got, want)
 	}
 	// A difficulty of 86400e15 / 2^32 makes the hashprice (subsidy + fees) × btc_usd.
 	unit := Market{BTCUSD: 30, SubsidyBTC: 1.5, FeesBTCPerBlock: 0.5, NetworkDifficulty: 86400e15 / (1 << 32)}
-	if got := HashpriceUSDPerPHDay(unit); !near(got, 60, 1e-15) {
+	if got := HashpriceUSDPerPHDay(unit); !econNear(got, 60, 1e-15) {
 		t.Errorf("hashprice = %v, want 60", got)
 	}
 	if got := HashpriceUSDPerPHDay(Market{BTCUSD: 1, SubsidyBTC: 1}); got != 0 {
@@ -77,11 +77,11 @@ func TestHashprice(t *testing.T) {
 func TestMiningValueWorkedExample(t *testing.T) {
 	// The README's worked example: HP $45/PH/day, E = 17.5 J/TH, fee 2 %:
 	// 45 / (0.024 × 17.5) × 0.98 = 45 / 0.42 × 0.98 = 105.00 $/MWh before energy.
-	if got := MiningGrossUSDPerMWh(45, 17.5, 200); !near(got, 105, 1e-12) {
+	if got := MiningGrossUSDPerMWh(45, 17.5, 200); !econNear(got, 105, 1e-12) {
 		t.Errorf("gross mining value = %v, want 105", got)
 	}
 	// Energy at $40/MWh leaves 65.
-	if got := MiningUSDPerMWh(45, 17.5, 200, 40); !near(got, 65, 1e-12) {
+	if got := MiningUSDPerMWh(45, 17.5, 200, 40); !econNear(got, 65, 1e-12) {
 		t.Errorf("mining value = %v, want 65", got)
 	}
 	// A group of 350 kW and 20,000 TH/s is 17.5 J/TH.
@@ -90,7 +90,7 @@ func TestMiningValueWorkedExample(t *testing.T) {
 		t.Errorf("J/TH = %v, want 17.5", got)
 	}
 	// No pool fee: 45 / 0.42 = 107.142857...
-	if got := MiningGrossUSDPerMWh(45, 17.5, 0); !near(got, 107.14285714285714, 1e-12) {
+	if got := MiningGrossUSDPerMWh(45, 17.5, 0); !econNear(got, 107.14285714285714, 1e-12) {
 		t.Errorf("gross without fee = %v", got)
 	}
 	// The whole fee: nothing kept.
@@ -131,7 +131,7 @@ func TestLeaseUnits(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("LeaseUSDPerMWh(%v, %q) = %v, %v; want error %q", tc.price, tc.unit, got, err, tc.err)
 			}
-		case err != nil || !near(got, tc.want, 1e-12):
+		case err != nil || !econNear(got, tc.want, 1e-12):
 			t.Errorf("LeaseUSDPerMWh(%v, %q) = %v, %v; want %v", tc.price, tc.unit, got, err, tc.want)
 		}
 	}

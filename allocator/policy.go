@@ -1,0 +1,234 @@
+package allocator
+
+import (
+	"cmp"
+	"context"
+	"math"
+	"slices"
+	"time"
+)
+
+// Merit is the pinned policy (see the package documentation and Evaluate):
+// the one the backtest replays and the live loop runs by default.
+type Merit struct{}
+
+// Name is "merit", the allocator.policy value that selects it.
+func (Merit) Name() string { return "merit" }
+
+// Decide runs Evaluate. It never fails: the pinned policy is a pure
+// function of its input.
+func (Merit) Decide(_ context.Context, in PolicyInput) ([]Decision, error) {
+	return Evaluate(in), nil
+}
+
+// Evaluate decides one interval for every group of in.Params.Groups, in
+// that order, by the pinned policy: firm lease first, then the merit order
+// (hysteresis, min_on/min_off, the lease's max_mw room), then the site cap.
+// A group missing from in.States starts mining with its last switch at
+// in.Market.Time. The package documentation states the rules and the cases
+// the issue left open.
+func Evaluate(in PolicyInput) []Decision {
+	var e evaluator
+	return e.evaluate(in.Params, in.Market, func(name string) (GroupState, bool) {
+		s, ok := in.States[name]
+		return s, ok
+	})
+}
+
+// evaluator holds the scratch space of Evaluate so that a backtest can
+// decide a year of intervals without allocating for each.
+type evaluator struct {
+	dec   []Decision
+	order []int
+	firm  []bool
+}
+
+// evaluate is Evaluate with the states looked up through state and the
+// decisions written into e.dec (valid until the next call).
+func (e *evaluator) evaluate(p *Params, m Market, state func(string) (GroupState, bool)) []Decision {
+	n := len(p.Groups)
+	if cap(e.dec) < n {
+		e.dec = make([]Decision, n)
+		e.order = make([]int, n)
+		e.firm = make([]bool, n)
+	}
+	dec, order, firm := e.dec[:n], e.order[:n], e.firm[:n]
+	t := m.Time
+	hashprice := HashpriceUSDPerPHDay(m)
+	leased := LeasedUSDPerMWh(m.LeaseUSDPerMWh, m.EnergyUSDPerMWh, p.Lease.OperatorPaysEnergy)
+
+	for i, g := range p.Groups {
+		s, ok := state(g.Name)
+		if !ok {
+			s = GroupState{State: Mining, LastSwitch: t}
+		}
+		jpt := g.JoulesPerTH()
+		dec[i] = Decision{
+			Group:           g.Name,
+			Time:            t,
+			Before:          s.State,
+			After:           s.State,
+			MiningUSDPerMWh: MiningUSDPerMWh(hashprice, jpt, p.PoolFeeBps, m.EnergyUSDPerMWh),
+			JoulesPerTH:     jpt,
+			// NextSwitch holds the last switch until the end, where it
+			// becomes the next allowed one.
+			NextSwitch: s.LastSwitch,
+		}
+		order[i] = i
+		firm[i] = false
+	}
+
+	// Lease room under max_mw; unlimited is +Inf so that sums never
+	// need a special case.
+	roomMW := inf
+	if p.Lease.MaxMW > 0 {
+		roomMW = p.Lease.MaxMW
+	}
+	// Site room for lease power: a group is leased only if it also fits
+	// under site_mw; mining fills what is left afterwards.
+	siteMW := inf
+	if p.SiteMW > 0 {
+		siteMW = p.SiteMW
+	}
+	var leaseMW float64
+
+	// 1. Firm lease: the least efficient groups (highest J/TH; ties in
+	// configuration order) are curtailed until their power covers the
+	// step's mw, whatever their dwell.
+	if firmMW := FirmMW(p.Lease.Firm, t); firmMW > 0 {
+		slices.SortStableFunc(order, func(a, b int) int {
+			return cmpFloat(dec[b].JoulesPerTH, dec[a].JoulesPerTH)
+		})
+		var covered float64
+		for _, i := range order {
+			if covered >= firmMW {
+				break
+			}
+			d := &dec[i]
+			firm[i] = true
+			d.After = Curtailed
+			d.CurtailedUSDPerMWh = leased
+			d.Rule = RuleFirm
+			covered += p.Groups[i].MW()
+		}
+		leaseMW = covered
+		roomMW = max(0, roomMW-covered)
+		for i := range order {
+			order[i] = i
+		}
+	}
+
+	// 2. Merit order: the other groups from the lowest mining value per
+	// MWh upward (ties in configuration order); a group's curtailed value
+	// is the lease only if its whole power fits in the room left.
+	slices.SortStableFunc(order, func(a, b int) int {
+		return cmpFloat(dec[a].MiningUSDPerMWh, dec[b].MiningUSDPerMWh)
+	})
+	for _, i := range order {
+		if firm[i] {
+			continue
+		}
+		d := &dec[i]
+		mw := p.Groups[i].MW()
+		fits := mw <= roomMW && leaseMW+mw <= siteMW
+		if fits {
+			d.CurtailedUSDPerMWh = leased
+		}
+		since := t.Sub(d.NextSwitch)
+		mining, curtailed := d.MiningUSDPerMWh, d.CurtailedUSDPerMWh
+		switch d.Before {
+		case Mining:
+			switch {
+			case curtailed > mining+p.HysteresisUSDPerMWh:
+				if since >= p.MinOn {
+					d.After, d.Rule = Curtailed, RuleLeaseWins
+				} else {
+					d.Rule = RuleMinOn
+				}
+			case curtailed > mining:
+				d.Rule = RuleHysteresis
+			default:
+				d.Rule = RuleHold
+			}
+		default:
+			switch {
+			case mining > curtailed+p.HysteresisUSDPerMWh:
+				if since >= p.MinOff {
+					d.After, d.Rule = Mining, RuleMiningWins
+				} else {
+					d.Rule = RuleMinOff
+				}
+			case mining > curtailed:
+				d.Rule = RuleHysteresis
+			default:
+				d.Rule = RuleHold
+			}
+		}
+		if d.After == Curtailed {
+			if fits {
+				roomMW -= mw
+				leaseMW += mw
+			} else {
+				d.Idle = true
+			}
+		}
+	}
+
+	// 3. Site cap: lease power is in place; the mining groups mine from
+	// the highest mining value per MWh down, each if it fits in what is
+	// left, and the others are idle (overriding min_on: it is physical).
+	if p.SiteMW > 0 {
+		left := p.SiteMW - leaseMW
+		for i := range order {
+			order[i] = i
+		}
+		slices.SortStableFunc(order, func(a, b int) int {
+			return cmpFloat(dec[b].MiningUSDPerMWh, dec[a].MiningUSDPerMWh)
+		})
+		for _, i := range order {
+			d := &dec[i]
+			if d.After != Mining {
+				continue
+			}
+			mw := p.Groups[i].MW()
+			if mw <= left {
+				left -= mw
+				continue
+			}
+			d.After, d.Idle, d.Rule = Curtailed, true, RuleSiteCap
+			d.CurtailedUSDPerMWh = 0
+		}
+	}
+
+	for i := range dec {
+		d := &dec[i]
+		lastSwitch := d.NextSwitch
+		if d.Switched() {
+			lastSwitch = t
+		}
+		if d.After == Mining {
+			d.NextSwitch = lastSwitch.Add(p.MinOn)
+		} else {
+			d.NextSwitch = lastSwitch.Add(p.MinOff)
+		}
+	}
+	return dec
+}
+
+var inf = math.Inf(1)
+
+// cmpFloat orders values that are never NaN (prices are validated).
+func cmpFloat(a, b float64) int { return cmp.Compare(a, b) }
+
+// FirmMW is the firm lease power owed at t: the mw of the last step whose
+// From is at or before t, 0 before the first step.
+func FirmMW(steps []FirmStep, t time.Time) float64 {
+	mw := 0.0
+	for _, s := range steps {
+		if s.From.After(t) {
+			break
+		}
+		mw = s.MW
+	}
+	return mw
+}
