@@ -58,7 +58,7 @@ func (s *Server) Stats() Stats {
 	st := Stats{
 		Instance: s.cfg.Load().Instance, Workers: len(ws), Groups: groups, Accounts: accounts,
 		SharesAccepted: s.accepted.Load(), SharesRejected: map[string]uint64{},
-		BlocksFound: s.blocks.Load(), BannedIPs: s.bans.len(),
+		BlocksFound: s.blocks.Load(), BannedIPs: s.bans.bannedCount(s.now()),
 	}
 	for _, w := range ws {
 		st.Hashrate += w.Hashrate

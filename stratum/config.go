@@ -123,16 +123,30 @@ type VardiffConfig struct {
 	Tolerance float64
 }
 
-// BanConfig bans IPs that send floods of invalid shares.
+// BanConfig is the invalid-share policy. Farms mine from behind one NAT
+// address, so it works in two steps: a connection that floods is closed
+// alone (closed reason invalid_shares); its address is banned only when
+// many distinct miners behind it flood.
 type BanConfig struct {
-	// Enabled turns banning on.
+	// Enabled turns the policy on (both steps).
 	Enabled bool
-	// CheckShares is how many shares (and malformed lines) are judged
-	// together; InvalidPercent of them invalid gets the IP banned.
+	// CheckShares is how many shares (and malformed lines) of one
+	// connection are judged together; InvalidPercent of them invalid
+	// closes that connection.
 	CheckShares    int
 	InvalidPercent float64
-	// Duration is the first ban; each further ban of the same IP doubles
-	// it up to MaxDuration. ForgetAfter without a ban resets the doubling.
+	// An address is banned when, within AddressWindow, at least
+	// AddressMinFlooders distinct miners behind it (by worker name, or by
+	// connection when unauthorized) were closed for floods, and they are
+	// at least AddressFlooderPercent of its miners (its open connections,
+	// or the flooders if more). AddressMinFlooders 0 never bans an
+	// address: floods then cost only their own connections.
+	AddressWindow         time.Duration
+	AddressMinFlooders    int
+	AddressFlooderPercent float64
+	// Duration is the first ban; each further ban of the same address
+	// doubles it up to MaxDuration, at most once per ban period.
+	// ForgetAfter without a ban resets the doubling.
 	Duration, MaxDuration, ForgetAfter time.Duration
 }
 
@@ -183,9 +197,14 @@ func Default() Config {
 			Enabled:        true,
 			CheckShares:    100,
 			InvalidPercent: 50,
-			Duration:       10 * time.Minute,
-			MaxDuration:    24 * time.Hour,
-			ForgetAfter:    24 * time.Hour,
+			// Ten machines of one address misconfigured at once, and
+			// half of its miners: more than a few bad rigs in a farm.
+			AddressWindow:         10 * time.Minute,
+			AddressMinFlooders:    10,
+			AddressFlooderPercent: 50,
+			Duration:              10 * time.Minute,
+			MaxDuration:           24 * time.Hour,
+			ForgetAfter:           24 * time.Hour,
 		},
 	}
 }
@@ -282,6 +301,17 @@ func (c Config) Validate() error {
 		}
 		if b.ForgetAfter <= 0 {
 			bad("Ban.ForgetAfter", "%v must be positive", b.ForgetAfter)
+		}
+		if b.AddressMinFlooders < 0 || b.AddressMinFlooders > maxFloodersTracked {
+			bad("Ban.AddressMinFlooders", "%d must be 0 (never ban an address) .. %d", b.AddressMinFlooders, maxFloodersTracked)
+		}
+		if b.AddressMinFlooders > 0 {
+			if b.AddressWindow <= 0 {
+				bad("Ban.AddressWindow", "%v must be positive", b.AddressWindow)
+			}
+			if !(b.AddressFlooderPercent > 0 && b.AddressFlooderPercent <= 100) {
+				bad("Ban.AddressFlooderPercent", "%v must be in (0, 100]", b.AddressFlooderPercent)
+			}
 		}
 	}
 	for i, g := range c.Groups {

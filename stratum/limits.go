@@ -178,6 +178,13 @@ func (s *Server) release(l *listener, ip netip.Addr) {
 	}
 }
 
+// openFrom returns the admitted sockets of ip not closed yet.
+func (s *Server) openFrom(ip netip.Addr) int {
+	s.adm.mu.Lock()
+	defer s.adm.mu.Unlock()
+	return s.adm.perIP[ip]
+}
+
 // openSockets returns the admitted sockets not closed yet (for tests and
 // the refusal log).
 func (s *Server) openSockets() int {

@@ -22,9 +22,13 @@ const (
 	ClosedAuthTimeout                         // no mining.authorize in time
 	ClosedNoShares                            // no accepted share for ShareTimeout
 	ClosedReadTimeout                         // silent for ReadTimeout (half-open)
-	ClosedBanned                              // IP banned (at accept or after a flood)
+	ClosedBanned                              // address banned (at accept, or its miners flooded)
 	ClosedShutdown                            // server shutting down
 	ClosedTakenOver                           // the miner resumed its session on a new connection
+	// ClosedInvalidShares: this connection's recent shares were too
+	// invalid (Ban.CheckShares, Ban.InvalidPercent); its address is not
+	// banned for it.
+	ClosedInvalidShares
 	// ClosedTooManyConnections: refused at accept, the server's or the
 	// listener's MaxConnections was reached.
 	ClosedTooManyConnections
@@ -49,6 +53,7 @@ var closeReasonNames = [...]string{
 	ClosedShutdown:         "shutdown",
 	ClosedTakenOver:        "taken_over",
 
+	ClosedInvalidShares:      "invalid_shares",
 	ClosedTooManyConnections: "too_many_connections",
 	ClosedTooManyPerIP:       "too_many_connections_per_ip",
 }

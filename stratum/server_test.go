@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -562,17 +564,99 @@ func TestPasswordStartDifficulty(t *testing.T) {
 	}
 }
 
-func TestFloodBan(t *testing.T) {
+// floodCfg is the invalid-share policy of the flood tests: windows of 10
+// shares, and an address banned once 3 distinct miners of at least half of
+// its connections flood.
+func floodCfg() Config {
 	cfg := testConfig()
-	cfg.Ban = BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50, Duration: time.Minute, MaxDuration: time.Hour, ForgetAfter: time.Hour}
-	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
-	c := e.dial()
-	c.handshake("acct.rig1")
-	for i := 0; i < 10; i++ {
-		c.send(fmt.Sprintf(`{"id":%d,"method":"mining.submit","params":["acct.rig1","nope","00000001","00000000","00000000"]}`, i))
+	cfg.Ban = BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50, AddressWindow: 10 * time.Minute,
+		AddressMinFlooders: 3, AddressFlooderPercent: 50, Duration: time.Minute, MaxDuration: time.Hour, ForgetAfter: time.Hour}
+	return cfg
+}
+
+// flood sends a connection's whole check window of invalid shares and
+// waits until the server closes it.
+func (c *client) flood(worker string, n int) {
+	c.t.Helper()
+	for i := 0; i < n; i++ {
+		c.send(fmt.Sprintf(`{"id":%d,"method":"mining.submit","params":[%q,"nope","00000001","00000000","00000000"]}`, 100+i, worker))
 	}
 	c.expectClosed()
-	eventually(t, func() bool { return counterValue(e.s.metrics.closedByReason[ClosedBanned]) == 1 }, "ban close")
+}
+
+// alive checks that a connection is still open and answered.
+func (c *client) alive() {
+	c.t.Helper()
+	if r := c.call("mining.extranonce.subscribe"); string(r.Result) != "true" {
+		c.t.Fatalf("extranonce.subscribe: %s", r.raw)
+	}
+}
+
+// TestFloodClosesOnlyItsConnection: a few machines of a farm sending bad
+// shares from the farm's one address cost only their own connections,
+// however often they reconnect; their honest neighbours stay connected and
+// the address is not banned.
+func TestFloodClosesOnlyItsConnection(t *testing.T) {
+	cfg := floodCfg()
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
+	honest := make([]*client, 20)
+	for i := range honest {
+		honest[i] = e.dial()
+		honest[i].handshake(fmt.Sprintf("acct.good%d", i))
+	}
+	for round := 0; round < 3; round++ {
+		for i := 0; i < 3; i++ {
+			w := fmt.Sprintf("acct.bad%d", i)
+			c := e.dial()
+			c.handshake(w)
+			c.flood(w, cfg.Ban.CheckShares)
+		}
+	}
+	eventually(t, func() bool { return counterValue(e.s.metrics.closedByReason[ClosedInvalidShares]) == 9 }, "9 flood closes")
+	if n := counterValue(e.s.metrics.closedByReason[ClosedBanned]); n != 0 {
+		t.Fatalf("%v connections closed as banned", n)
+	}
+	if n := counterValue(e.s.metrics.bansTotal); n != 0 {
+		t.Fatalf("%v bans", n)
+	}
+	for _, c := range honest {
+		c.alive()
+	}
+	if c := e.dial(); c.call("mining.subscribe").Error == nil {
+		t.Fatal("no subscribe answer")
+	}
+}
+
+// TestFloodBan: when enough distinct miners of one address flood, the
+// address is banned: its remaining connections are closed, new ones are
+// refused until the ban ends.
+func TestFloodBan(t *testing.T) {
+	cfg := floodCfg()
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
+	neighbour := e.dial()
+	neighbour.handshake("acct.good")
+	bad := make([]*client, 3)
+	for i := range bad {
+		bad[i] = e.dial()
+		bad[i].handshake(fmt.Sprintf("acct.bad%d", i))
+	}
+	// Two flooders of four connections: below the minimum of three.
+	bad[0].flood("acct.bad0", cfg.Ban.CheckShares)
+	bad[1].flood("acct.bad1", cfg.Ban.CheckShares)
+	neighbour.alive()
+	// The third makes 3 flooders of at most 3 live connections: banned.
+	bad[2].flood("acct.bad2", cfg.Ban.CheckShares)
+	neighbour.expectClosed()
+	eventually(t, func() bool {
+		return counterValue(e.s.metrics.closedByReason[ClosedBanned]) == 2 &&
+			counterValue(e.s.metrics.closedByReason[ClosedInvalidShares]) == 2
+	}, "2 ban closes and 2 invalid_shares closes")
+	if n := counterValue(e.s.metrics.bansTotal); n != 1 {
+		t.Fatalf("%v bans, want 1", n)
+	}
+	if st := e.s.Stats(); st.BannedIPs != 1 {
+		t.Fatalf("banned_ips %d, want 1", st.BannedIPs)
+	}
 	// New connections from the banned IP are refused at once.
 	c2 := e.dial()
 	c2.send(`{"id":1,"method":"mining.subscribe"}`)
@@ -584,6 +668,41 @@ func TestFloodBan(t *testing.T) {
 	c3 := e.dial()
 	if r := c3.call("mining.subscribe"); string(r.Error) != "null" {
 		t.Fatalf("after ban: %s", r.raw)
+	}
+}
+
+// TestFarmFloodBansOnce: a whole farm flooding at once from one address
+// is banned once, for the first period; the other flooders' closes do not
+// escalate it (each one doubled it before: 10 minutes to 24 hours within
+// milliseconds).
+func TestFarmFloodBansOnce(t *testing.T) {
+	cfg := floodCfg()
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
+	farm := make([]*client, 30)
+	for i := range farm {
+		farm[i] = e.dial()
+		farm[i].handshake(fmt.Sprintf("acct.rig%d", i))
+	}
+	var wg sync.WaitGroup
+	for i, c := range farm {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < cfg.Ban.CheckShares; j++ {
+				c.send(fmt.Sprintf(`{"id":%d,"method":"mining.submit","params":["acct.rig%d","nope","00000001","00000000","00000000"]}`, 100+j, i))
+			}
+		}()
+	}
+	wg.Wait()
+	for _, c := range farm {
+		c.expectClosed()
+	}
+	if n := counterValue(e.s.metrics.bansTotal); n != 1 {
+		t.Fatalf("%v bans, want 1", n)
+	}
+	until, banned := e.s.bans.banned(netip.MustParseAddr("127.0.0.1"), e.clock.Now())
+	if !banned || !until.Equal(e.clock.Now().Add(cfg.Ban.Duration)) {
+		t.Fatalf("ban until %v (%v), want one first-period ban until %v", until, banned, e.clock.Now().Add(cfg.Ban.Duration))
 	}
 }
 

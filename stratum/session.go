@@ -72,26 +72,44 @@ func (c *conn) handleLine(line []byte, m *Message) bool {
 	return c.reason.Load() == 0
 }
 
-// countForBan feeds the ban policy; it reports true when the IP was banned
-// and the connection is closing.
+// countForBan feeds the invalid-share policy; it reports true when the
+// connection flooded and is closing. Only the flooding connection is
+// closed, unless its flood bans the whole address (see BanConfig): farms
+// share one NAT address, and one bad machine must not cost its
+// neighbours their connections.
 func (c *conn) countForBan(valid bool) bool {
 	cfg := c.s.cfg.Load()
-	if !c.score.add(valid, cfg.Ban) || !c.ip.IsValid() {
+	if !c.score.add(valid, cfg.Ban) {
 		return false
 	}
-	d := c.s.bans.ban(c.ip, c.s.now(), cfg.Ban)
-	c.s.metrics.bansTotal.Inc()
-	c.log().Warn("banning IP for invalid shares", zap.Stringer("ip", c.ip), zap.Duration("for", d))
-	c.s.mu.Lock()
-	var same []*conn
-	for _, o := range c.s.conns {
-		if o != c && o.ip == c.ip {
-			same = append(same, o)
-		}
+	if !c.ip.IsValid() {
+		c.log().Info("closing connection for invalid shares", zap.Float64("invalid_percent_at_least", cfg.Ban.InvalidPercent))
+		c.closeAfterFlush(ClosedInvalidShares)
+		return true
 	}
-	c.s.mu.Unlock()
-	for _, o := range same {
-		o.close(ClosedBanned)
+	v := c.s.bans.flooded(c.ip, c.flooderKey(), c.s.openFrom(c.ip), c.s.now(), cfg.Ban)
+	if !v.banned {
+		c.log().Info("closing connection for invalid shares",
+			zap.Stringer("ip", c.ip), zap.Int("address_flooders", v.flooders),
+			zap.Int("address_min_flooders", cfg.Ban.AddressMinFlooders))
+		c.closeAfterFlush(ClosedInvalidShares)
+		return true
+	}
+	if v.newBan {
+		c.s.metrics.bansTotal.Inc()
+		c.log().Warn("banning address: many of its miners send invalid shares",
+			zap.Stringer("ip", c.ip), zap.Int("address_flooders", v.flooders), zap.Duration("for", v.d))
+		c.s.mu.Lock()
+		var same []*conn
+		for _, o := range c.s.conns {
+			if o != c && o.ip == c.ip {
+				same = append(same, o)
+			}
+		}
+		c.s.mu.Unlock()
+		for _, o := range same {
+			o.close(ClosedBanned)
+		}
 	}
 	c.closeAfterFlush(ClosedBanned)
 	return true

@@ -1,6 +1,7 @@
 package stratum
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
 	"strings"
@@ -142,8 +143,111 @@ func TestBanEscalation(t *testing.T) {
 		t.Fatal("other IP banned")
 	}
 	b.prune(now.Add(3*time.Hour), cfg)
-	if b.len() != 0 {
-		t.Fatalf("prune left %d entries", b.len())
+	if len(b.entries) != 0 {
+		t.Fatalf("prune left %d entries", len(b.entries))
+	}
+}
+
+// TestBanOncePerPeriod: bans asked for while one is in force (every other
+// flooding connection of a farm, within milliseconds) neither extend nor
+// escalate it; the next period's ban escalates once.
+func TestBanOncePerPeriod(t *testing.T) {
+	cfg := BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50, Duration: 10 * time.Minute, MaxDuration: 24 * time.Hour, ForgetAfter: 24 * time.Hour}
+	b := newBanList()
+	ip := netip.MustParseAddr("192.0.2.1")
+	if got := b.ban(ip, testNow, cfg); got != 10*time.Minute {
+		t.Fatalf("first ban lasts %v", got)
+	}
+	for i := 1; i <= 2000; i++ {
+		now := testNow.Add(time.Duration(i) * 10 * time.Microsecond)
+		if got, want := b.ban(ip, now, cfg), testNow.Add(10*time.Minute).Sub(now); got != want {
+			t.Fatalf("ban %d during the first lasts %v, want the remaining %v", i, got, want)
+		}
+	}
+	if until, _ := b.banned(ip, testNow); !until.Equal(testNow.Add(10 * time.Minute)) {
+		t.Fatalf("ban extended to %v", until)
+	}
+	if got := b.ban(ip, testNow.Add(11*time.Minute), cfg); got != 20*time.Minute {
+		t.Fatalf("second period's ban lasts %v, want 20m", got)
+	}
+}
+
+// TestFloodedAddress: an address is banned only when enough distinct
+// miners behind it flood, and they are a large enough share of its
+// miners.
+func TestFloodedAddress(t *testing.T) {
+	cfg := BanConfig{Enabled: true, CheckShares: 10, InvalidPercent: 50, AddressWindow: 10 * time.Minute,
+		AddressMinFlooders: 10, AddressFlooderPercent: 50, Duration: 10 * time.Minute, MaxDuration: 24 * time.Hour, ForgetAfter: 24 * time.Hour}
+	type flood struct {
+		key  string
+		live int
+		at   time.Duration // after testNow
+	}
+	rigs := func(n, live int, every time.Duration) []flood {
+		var fs []flood
+		for i := 0; i < n; i++ {
+			fs = append(fs, flood{fmt.Sprintf("w:acct.rig%d", i), live, time.Duration(i) * every})
+		}
+		return fs
+	}
+	repeat := func(fs []flood, times int, every time.Duration) []flood {
+		var out []flood
+		for r := 0; r < times; r++ {
+			for _, f := range fs {
+				f.at += time.Duration(r) * every
+				out = append(out, f)
+			}
+		}
+		return out
+	}
+	tests := []struct {
+		name     string
+		cfg      func(*BanConfig)
+		floods   []flood
+		banAt    int // index of the flood that bans (-1: none)
+		flooders int // distinct flooders after the last flood
+	}{
+		{name: "3 bad rigs among 200 honest, reconnecting 50 times", floods: repeat(rigs(3, 203, 0), 50, time.Second), banAt: -1, flooders: 3},
+		{name: "9 bad rigs alone: below the minimum", floods: rigs(9, 9, time.Second), banAt: -1, flooders: 9},
+		{name: "10 bad rigs alone", floods: rigs(10, 10, time.Second), banAt: 9, flooders: 0},
+		{name: "10 bad rigs of 21 miners: under half", floods: rigs(10, 21, time.Second), banAt: -1, flooders: 10},
+		{name: "10 bad rigs of 20 miners: half", floods: rigs(10, 20, time.Second), banAt: 9, flooders: 0},
+		{name: "whole farm of 2000 floods", floods: rigs(2000, 2000, time.Millisecond), banAt: 999, flooders: 1000},
+		{name: "spread beyond the window", floods: rigs(20, 10, 2*time.Minute), banAt: -1, flooders: 6},
+		{name: "unauthorized connections count one each", floods: []flood{{"c:1", 2, 0}, {"c:2", 2, 0}}, cfg: func(c *BanConfig) { c.AddressMinFlooders = 2 }, banAt: 1, flooders: 0},
+		{name: "address bans off", floods: rigs(100, 100, 0), cfg: func(c *BanConfig) { c.AddressMinFlooders = 0 }, banAt: -1, flooders: 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := cfg
+			if tc.cfg != nil {
+				tc.cfg(&c)
+			}
+			b := newBanList()
+			ip := netip.MustParseAddr("198.51.100.7")
+			banAt, bans := -1, 0
+			for i, f := range tc.floods {
+				v := b.flooded(ip, f.key, f.live, testNow.Add(f.at), c)
+				if v.newBan {
+					bans++
+					if banAt < 0 {
+						banAt = i
+					}
+					if v.d != c.Duration {
+						t.Fatalf("flood %d: ban of %v, want %v", i, v.d, c.Duration)
+					}
+				}
+				if banAt >= 0 && !v.banned {
+					t.Fatalf("flood %d: not banned after the ban at %d", i, banAt)
+				}
+			}
+			if banAt != tc.banAt || bans > 1 {
+				t.Fatalf("banned at flood %d (%d bans), want %d", banAt, bans, tc.banAt)
+			}
+			if n := len(b.entries[ip].flooders); n != tc.flooders {
+				t.Fatalf("%d flooders remembered, want %d", n, tc.flooders)
+			}
+		})
 	}
 }
 

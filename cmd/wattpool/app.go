@@ -224,6 +224,7 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 		TargetInterval: cfg.Vardiff.TargetInterval, RetargetInterval: cfg.Vardiff.RetargetInterval,
 		RetargetShares: cfg.Vardiff.RetargetShares, MaxFactor: cfg.Vardiff.MaxFactor, Tolerance: cfg.Vardiff.Tolerance,
 	}
+	sc.Ban = cfg.Ban
 	sc.Listeners = nil
 	for _, l := range cfg.Listeners {
 		sc.Listeners = append(sc.Listeners, stratum.ListenerConfig{Name: l.Name, Addr: l.Addr,

@@ -28,6 +28,9 @@ session_resume_window = "3m"
 max_parked_sessions = 1234
 max_connections = 777
 max_connections_per_ip = 55
+[stratum.ban]
+address_min_flooders = 0
+check_shares = 40
 [[stratum.listener]]
 name = "asic"
 addr = ":3333"
@@ -55,6 +58,9 @@ group = "acme"
 	if sc.MaxConnections != 777 || sc.MaxConnectionsPerIP != 55 || len(sc.Listeners) != 2 ||
 		sc.Listeners[0].MaxConnections != 700 || sc.Listeners[1].MaxConnections != 0 {
 		t.Fatalf("connection caps %d, %d per IP, listeners %+v", sc.MaxConnections, sc.MaxConnectionsPerIP, sc.Listeners)
+	}
+	if !sc.Ban.Enabled || sc.Ban.CheckShares != 40 || sc.Ban.AddressMinFlooders != 0 || sc.Ban.Duration != 10*time.Minute {
+		t.Fatalf("ban policy %+v", sc.Ban)
 	}
 	if err := sc.Validate(); err != nil {
 		t.Fatalf("mapped config invalid: %v", err)

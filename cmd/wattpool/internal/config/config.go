@@ -7,6 +7,8 @@ package config
 import (
 	"time"
 
+	"github.com/wattpool/wattpool/stratum"
+
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"go.uber.org/zap/zapcore"
 )
@@ -102,6 +104,9 @@ type Config struct {
 	// Vardiff holds the difficulty adjustment settings shared by every
 	// listener (each listener brings its own difficulty range).
 	Vardiff Vardiff
+	// Ban is the invalid-share policy: a flooding connection is closed
+	// alone, its address banned only when many of its miners flood.
+	Ban stratum.BanConfig
 	// Listeners are the stratum ports, each with its difficulty range.
 	Listeners []Listener
 
@@ -168,6 +173,8 @@ func Defaults() File {
 			MaxParked:       20000,
 			Vardiff: VardiffFile{TargetInterval: "10s", RetargetInterval: "60s", RetargetShares: 30,
 				MaxFactor: 4, Tolerance: 0.3},
+			Ban: BanFile{Enabled: true, CheckShares: 100, InvalidPercent: 50, AddressWindow: "10m",
+				AddressMinFlooders: 10, AddressFlooderPercent: 50, Duration: "10m", MaxDuration: "24h", ForgetAfter: "24h"},
 			Listeners: []ListenerFile{{Name: "default", Addr: "0.0.0.0:3333", StartDiff: &start, MinDiff: &lo, MaxDiff: &hi}},
 		},
 		HTTP: HTTPFile{Addr: "127.0.0.1:8080"},

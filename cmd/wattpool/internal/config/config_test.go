@@ -113,6 +113,15 @@ retarget_interval = "30s"
 retarget_shares = 10
 max_factor = 2
 tolerance = 0.25
+[stratum.ban]
+check_shares = 50
+invalid_percent = 80
+address_window = "5m"
+address_min_flooders = 25
+address_flooder_percent = 60
+duration = "1m"
+max_duration = "2h"
+forget_after = "12h"
 [[stratum.listener]]
 name = "asic"
 addr = ":3333"
@@ -156,6 +165,30 @@ addr = "off"
 	}
 	if c.HTTPAddr != "" || !c.Migrate || c.Extranonce2Size != 8 || c.Vardiff.MaxFactor != 2 {
 		t.Fatalf("http/db/stratum: %+v", c)
+	}
+	wantBan := stratum.BanConfig{Enabled: true, CheckShares: 50, InvalidPercent: 80, AddressWindow: 5 * time.Minute,
+		AddressMinFlooders: 25, AddressFlooderPercent: 60, Duration: time.Minute, MaxDuration: 2 * time.Hour, ForgetAfter: 12 * time.Hour}
+	if c.Ban != wantBan {
+		t.Fatalf("ban policy %+v, want %+v", c.Ban, wantBan)
+	}
+}
+
+// TestBanDefaults: without a [stratum.ban] table the policy is on, with the
+// stratum server's defaults; enabled = false turns it off.
+func TestBanDefaults(t *testing.T) {
+	c, err := Parse([]byte(minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := stratum.Default().Ban; c.Ban != want {
+		t.Fatalf("default ban policy %+v, want the server's %+v", c.Ban, want)
+	}
+	c, err = Parse([]byte(minimal+"[stratum.ban]\nenabled = false\ncheck_shares = 0\n"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Ban.Enabled {
+		t.Fatal("enabled = false left the policy on")
 	}
 }
 
@@ -352,6 +385,20 @@ max_connections = ` + over + `
 			fmt.Sprintf("stratum.max_connections: %s exceeds %d, the most the open-file limit allows (RLIMIT_NOFILE %d minus %d", over, bound, nofile, stratum.FileReserve(nofile)),
 			"stratum.max_connections_per_ip: 20000000 is out of range",
 			fmt.Sprintf("stratum.listener[0].max_connections: %s exceeds %d", over, bound)}},
+		{name: "ban policy out of range", file: minimal + `
+[stratum.ban]
+check_shares = 5
+invalid_percent = 0
+address_window = "soon"
+address_min_flooders = -1
+address_flooder_percent = 101
+duration = "10m"
+max_duration = "1m"
+`, want: []string{"stratum.ban.check_shares: 5 is out of range", "stratum.ban.invalid_percent: 0: want a percentage",
+			"stratum.ban.address_window: \"soon\" is not a duration", "stratum.ban.address_min_flooders: -1 is out of range",
+			"stratum.ban.max_duration: 1m0s is shorter than stratum.ban.duration 10m0s"}},
+		{name: "ban flooder percent", file: minimal + "[stratum.ban]\naddress_flooder_percent = 0\n",
+			want: []string{"stratum.ban.address_flooder_percent: 0: want a percentage in (0, 100]"}},
 		{name: "no node, no payout", file: "", want: []string{"bitcoin.payout_address: must be set", "node.urls: no node"}},
 		{name: "missing files", file: minimal, env: []string{"WATTPOOL_NODE_URL", "https://u:p@h:1", "WATTPOOL_NODE_CA_FILE", "/nonexistent/ca.pem"},
 			want: []string{"node.ca_file (from WATTPOOL_NODE_CA_FILE): open /nonexistent/ca.pem"}},

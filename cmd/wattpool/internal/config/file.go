@@ -69,6 +69,7 @@ type StratumFile struct {
 	MaxConnections  int            `toml:"max_connections"`
 	MaxConnsPerIP   int            `toml:"max_connections_per_ip"`
 	Vardiff         VardiffFile    `toml:"vardiff"`
+	Ban             BanFile        `toml:"ban"`
 	Listeners       []ListenerFile `toml:"listener"`
 	Groups          []GroupFile    `toml:"group"`
 }
@@ -86,6 +87,20 @@ type VardiffFile struct {
 	RetargetShares   int     `toml:"retarget_shares"`
 	MaxFactor        float64 `toml:"max_factor"`
 	Tolerance        float64 `toml:"tolerance"`
+}
+
+// BanFile is the [stratum.ban] table: the invalid-share policy (see
+// stratum.BanConfig).
+type BanFile struct {
+	Enabled               bool    `toml:"enabled"`
+	CheckShares           int     `toml:"check_shares"`
+	InvalidPercent        float64 `toml:"invalid_percent"`
+	AddressWindow         string  `toml:"address_window"`
+	AddressMinFlooders    int     `toml:"address_min_flooders"`
+	AddressFlooderPercent float64 `toml:"address_flooder_percent"`
+	Duration              string  `toml:"duration"`
+	MaxDuration           string  `toml:"max_duration"`
+	ForgetAfter           string  `toml:"forget_after"`
 }
 
 // ListenerFile is one [[stratum.listener]] table. The difficulties are

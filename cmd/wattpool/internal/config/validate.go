@@ -169,6 +169,7 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 		v.errorf("stratum.max_parked_sessions", "%d is out of range [0, %d] (0 disables resuming)", c.MaxParkedSessions, MaxParkedSessions)
 	}
 	v.vardiff(f, c)
+	v.ban(f, c)
 	v.connLimits(f, c)
 	v.listeners(f, c)
 	for i, g := range f.Stratum.Groups {
@@ -366,6 +367,41 @@ func (v *validator) vardiff(f *File, c *Config) {
 		v.errorf("stratum.vardiff.tolerance", "%v: want a number in [0, 1)", vd.Tolerance)
 	}
 }
+
+// ban checks [stratum.ban]. The bounds are stratum.Config.Validate's,
+// named by their file keys.
+func (v *validator) ban(f *File, c *Config) {
+	b := f.Stratum.Ban
+	c.Ban = stratum.BanConfig{Enabled: b.Enabled, CheckShares: b.CheckShares, InvalidPercent: b.InvalidPercent,
+		AddressMinFlooders: b.AddressMinFlooders, AddressFlooderPercent: b.AddressFlooderPercent}
+	const p = "stratum.ban."
+	c.Ban.AddressWindow = v.duration(p+"address_window", b.AddressWindow, time.Second)
+	c.Ban.Duration = v.duration(p+"duration", b.Duration, time.Second)
+	c.Ban.MaxDuration = v.duration(p+"max_duration", b.MaxDuration, time.Second)
+	c.Ban.ForgetAfter = v.duration(p+"forget_after", b.ForgetAfter, time.Second)
+	if !b.Enabled {
+		return
+	}
+	if b.CheckShares < 10 || b.CheckShares > 1_000_000 {
+		v.errorf(p+"check_shares", "%d is out of range [10, 1000000]", b.CheckShares)
+	}
+	if !(b.InvalidPercent > 0 && b.InvalidPercent <= 100) {
+		v.errorf(p+"invalid_percent", "%v: want a percentage in (0, 100]", b.InvalidPercent)
+	}
+	if b.AddressMinFlooders < 0 || b.AddressMinFlooders > MaxBanFlooders {
+		v.errorf(p+"address_min_flooders", "%d is out of range [0, %d] (0 never bans an address)", b.AddressMinFlooders, MaxBanFlooders)
+	}
+	if b.AddressMinFlooders > 0 && !(b.AddressFlooderPercent > 0 && b.AddressFlooderPercent <= 100) {
+		v.errorf(p+"address_flooder_percent", "%v: want a percentage in (0, 100]", b.AddressFlooderPercent)
+	}
+	if c.Ban.Duration > 0 && c.Ban.MaxDuration > 0 && c.Ban.MaxDuration < c.Ban.Duration {
+		v.errorf(p+"max_duration", "%v is shorter than stratum.ban.duration %v", c.Ban.MaxDuration, c.Ban.Duration)
+	}
+}
+
+// MaxBanFlooders bounds stratum.ban.address_min_flooders: the flooders
+// remembered per address are bounded by the same number.
+const MaxBanFlooders = 4096
 
 func (v *validator) listeners(f *File, c *Config) {
 	if len(f.Stratum.Listeners) == 0 {
