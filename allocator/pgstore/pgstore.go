@@ -12,20 +12,35 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/wattpool/wattpool/allocator"
 )
 
-// Store is the allocator's record on a connection pool.
+// DB is what the store needs of a connection: *pgxpool.Pool (the pool's
+// serve) and *pgx.Conn (one-shot commands) both have it.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+}
+
+var (
+	_ DB = (*pgxpool.Pool)(nil)
+	_ DB = (*pgx.Conn)(nil)
+)
+
+// Store is the allocator's record in a database.
 type Store struct {
-	db *pgxpool.Pool
+	db DB
 }
 
 var _ allocator.Store = (*Store)(nil)
 
 // New returns a store on db (migrated to 003 or later).
-func New(db *pgxpool.Pool) *Store { return &Store{db: db} }
+func New(db DB) *Store { return &Store{db: db} }
 
 // decisionColumns are the columns Record writes, in CopyFrom order.
 var decisionColumns = []string{
