@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -161,11 +162,12 @@ func clip(s string) string {
 
 // Client POSTs signed JSON documents to one receiver.
 type Client struct {
-	url    string
-	secret []byte
-	http   *http.Client
-	now    func() time.Time
-	log    *zap.Logger
+	url     string
+	display string // url without its query, which may hold a token: what errors and logs show
+	secret  []byte
+	http    *http.Client
+	now     func() time.Time
+	log     *zap.Logger
 }
 
 // maxSnippet bounds how much of a failed reply an error quotes.
@@ -175,16 +177,18 @@ const maxSnippet = 256
 // whole exchange, body included); now is the clock the signature's t comes
 // from (time.Now when nil). The secret is kept only to sign: it is never
 // logged nor put in an error.
-func NewClient(url string, secret []byte, timeout time.Duration, now func() time.Time, log *zap.Logger) (*Client, error) {
+func NewClient(rawURL string, secret []byte, timeout time.Duration, now func() time.Time, log *zap.Logger) (*Client, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("webhook: empty secret")
 	}
 	if timeout <= 0 {
 		return nil, fmt.Errorf("webhook: timeout %v, want > 0", timeout)
 	}
-	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		return nil, fmt.Errorf("webhook: url %q is not http(s)", url)
+	u, err := neturl.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("webhook: url is not an absolute http(s) URL")
 	}
+	display := (&neturl.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 	if now == nil {
 		now = time.Now
 	}
@@ -192,16 +196,17 @@ func NewClient(url string, secret []byte, timeout time.Duration, now func() time
 		log = zap.NewNop()
 	}
 	return &Client{
-		url:    url,
-		secret: bytes.Clone(secret),
-		http:   &http.Client{Timeout: timeout},
-		now:    now,
-		log:    log,
+		url:     rawURL,
+		display: display,
+		secret:  bytes.Clone(secret),
+		http:    &http.Client{Timeout: timeout},
+		now:     now,
+		log:     log,
 	}, nil
 }
 
-// URL is the receiver's address.
-func (c *Client) URL() string { return c.url }
+// URL is the receiver's address without its query (safe to log).
+func (c *Client) URL() string { return c.display }
 
 // Post sends body (a JSON document) signed at the client's now. A reply
 // outside 2xx is an error that quotes the status and the start of the
@@ -209,14 +214,14 @@ func (c *Client) URL() string { return c.url }
 func (c *Client) Post(ctx context.Context, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", c.url, err)
+		return fmt.Errorf("webhook %s: %w", c.display, scrub(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(Header, Sign(c.secret, c.now(), body))
 	start := time.Now()
 	res, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook %s: %w", c.url, err)
+		return fmt.Errorf("webhook %s: %w", c.display, scrub(err))
 	}
 	defer res.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(res.Body, maxSnippet+1))
@@ -226,11 +231,24 @@ func (c *Client) Post(ctx context.Context, body []byte) error {
 		if len(snippet) > maxSnippet {
 			s = clipTo(s, maxSnippet) + "…"
 		}
-		return fmt.Errorf("webhook %s: status %d: %q", c.url, res.StatusCode, strings.TrimSpace(s))
+		return fmt.Errorf("webhook %s: status %d: %q", c.display, res.StatusCode, strings.TrimSpace(s))
 	}
-	c.log.Debug("webhook delivered", zap.String("url", c.url), zap.Int("status", res.StatusCode),
+	c.log.Debug("webhook delivered", zap.String("url", c.display), zap.Int("status", res.StatusCode),
 		zap.Int("bytes", len(body)), zap.Duration("took", time.Since(start)))
 	return nil
+}
+
+// scrub drops the URL (and any token in its query) from a *url.Error,
+// keeping the cause; a timeout stays recognisable (net.Error).
+func scrub(err error) error {
+	var ue *neturl.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return fmt.Errorf("no reply within the timeout (Client.Timeout exceeded): %w", ue.Err)
+		}
+		return ue.Err
+	}
+	return err
 }
 
 func clipTo(s string, n int) string {

@@ -192,10 +192,10 @@ func TestClientErrors(t *testing.T) {
 	}{
 		{"/500", []string{"status 500", "<html>boom</html>", srv.URL + "/500"}},
 		{"/long", []string{"status 502", strings.Repeat("x", maxSnippet) + "…"}},
-		{"/slow", []string{"Timeout", srv.URL + "/slow"}},
+		{"/slow", []string{"no reply within the timeout", srv.URL + "/slow"}},
 		{"/redirect", []string{"status 300"}},
 	} {
-		c, err := NewClient(srv.URL+tc.path, secret, 200*time.Millisecond, nil, zaptest.NewLogger(t))
+		c, err := NewClient(srv.URL+tc.path+"?token=tok3n", secret, 200*time.Millisecond, nil, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,8 +212,8 @@ func TestClientErrors(t *testing.T) {
 		if len(err.Error()) > 600 {
 			t.Errorf("%s: error of %d bytes is not bounded", tc.path, len(err.Error()))
 		}
-		if strings.Contains(err.Error(), string(secret)) {
-			t.Errorf("%s: error leaks the secret", tc.path)
+		if strings.Contains(err.Error(), string(secret)) || strings.Contains(err.Error(), "tok3n") {
+			t.Errorf("%s: error %q leaks the secret or the URL's token", tc.path, err)
 		}
 	}
 }
@@ -227,6 +227,7 @@ func TestNewClientValidates(t *testing.T) {
 		"empty secret": {"http://127.0.0.1:1/", "", time.Second},
 		"no timeout":   {"http://127.0.0.1:1/", "s", 0},
 		"not http":     {"ftp://127.0.0.1/", "s", time.Second},
+		"relative":     {"/hooks", "s", time.Second},
 	} {
 		if _, err := NewClient(tc.url, []byte(tc.secret), tc.timeout, nil, nil); err == nil {
 			t.Errorf("%s: accepted", name)
