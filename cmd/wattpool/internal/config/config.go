@@ -113,6 +113,9 @@ type Config struct {
 	// HTTPAddr serves /metrics, /api/v1/status and /healthz; empty
 	// disables the HTTP server.
 	HTTPAddr string
+
+	// Allocator is the validated [allocator] configuration (allocator.go).
+	Allocator AllocatorConfig
 }
 
 // Node is one node of the failover list.
@@ -178,6 +181,8 @@ func Defaults() File {
 			Listeners: []ListenerFile{{Name: "default", Addr: "0.0.0.0:3333", StartDiff: &start, MinDiff: &lo, MaxDiff: &hi}},
 		},
 		HTTP: HTTPFile{Addr: "127.0.0.1:8080"},
+
+		Allocator: defaultAllocator(),
 	}
 }
 

@@ -16,6 +16,9 @@ type File struct {
 	Database DatabaseFile `toml:"database"`
 	Stratum  StratumFile  `toml:"stratum"`
 	HTTP     HTTPFile     `toml:"http"`
+
+	// Allocator is the mine-or-lease allocator (allocator.go).
+	Allocator AllocatorFile `toml:"allocator"`
 }
 
 // InstanceFile is the [instance] table.

@@ -197,6 +197,7 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 			v.errorf("http.addr", "%q is also the address of stratum listener %q", c.HTTPAddr, l.Name)
 		}
 	}
+	v.allocator(f, c)
 	return c, v.errs
 }
 
