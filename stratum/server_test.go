@@ -688,8 +688,14 @@ func TestFarmFloodBansOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			// The ban closes connections mid-flood: write errors are
+			// expected, and a test may not fail from this goroutine.
+			c.nc.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			for j := 0; j < cfg.Ban.CheckShares; j++ {
-				c.send(fmt.Sprintf(`{"id":%d,"method":"mining.submit","params":["acct.rig%d","nope","00000001","00000000","00000000"]}`, 100+j, i))
+				line := fmt.Sprintf(`{"id":%d,"method":"mining.submit","params":["acct.rig%d","nope","00000001","00000000","00000000"]}`+"\n", 100+j, i)
+				if _, err := c.nc.Write([]byte(line)); err != nil {
+					return
+				}
 			}
 		}()
 	}
