@@ -6,6 +6,7 @@
 //	wattpool shares verify [--config f] re-verify stored shares against their jobs
 //	wattpool shares hashrate [-by k]    hashrate per worker, group or account, from the ledger
 //	wattpool shares window -block h     the PPLNS window of difficulty -n ending at a found block, per account
+//	wattpool allocator backtest         replay the allocator's policy over a price CSV
 //	wattpool demo [--duration d]        the pool on a throw-away PostgreSQL + btcd regtest with simulated miners
 //	wattpool version                    print the version
 //
@@ -74,6 +75,7 @@ commands:
   shares verify    re-verify stored shares against their jobs
   shares hashrate  hashrate per worker, group or account over a window (default: the last hour)
   shares window    the PPLNS window ending at a found block: credited difficulty per account (and per share)
+  allocator backtest  replay the mine-or-lease policy over a price CSV (--config, --prices)
   demo             run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
   version          print the version
 
@@ -118,6 +120,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 			}
 			return usageError{msg}
 		}
+	case "allocator":
+		return cmdAllocator(ctx, rest, stdout, stderr, lookup)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, lookup)
 	case "version", "--version", "-version":
