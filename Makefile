@@ -5,15 +5,21 @@
 GO ?= go
 TEST_TIMEOUT ?= 20m
 
-.PHONY: demo test test-short vet fmt-check bench loadtest fuzz build tools clean
+.PHONY: demo test test-noalloc test-short vet fmt-check bench loadtest fuzz build tools clean
 
 ## demo: run the pool with a throw-away PostgreSQL and a btcd regtest node, with simulated miners
 demo: tools
 	$(GO) run ./cmd/wattpool demo $(DEMO_ARGS)
 
-## test: the whole suite under the race detector (unit, fuzz seeds, integration against real PostgreSQL and btcd)
+## test: the whole suite under the race detector (unit, fuzz seeds, integration against real PostgreSQL and btcd),
+## then the allocation guards, which skip under -race (its sync.Pool drops items on purpose)
 test: tools fmt-check vet
 	$(GO) test -count=1 -race -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory test-noalloc
+
+## test-noalloc: the "0 allocations" guards BENCHMARKS.md relies on (TestSubmitPathNoAlloc, TestCallCtxNoAlloc, ...), without -race
+test-noalloc:
+	$(GO) test -count=1 -run 'Alloc' ./stratum/... ./shares/...
 
 ## tools: PostgreSQL server binaries (installed when missing and root) and the pinned btcd
 tools:
