@@ -34,8 +34,12 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.LookupEnv)
 	stop()
 	if err != nil {
+		// A silentError's failure was reported already (check-config's
+		// problems, verify's mismatches, -h's help): only its status
+		// is left to give.
 		var ue usageError
-		if !errors.As(err, &ue) || ue.msg != "" {
+		var se silentError
+		if !errors.As(err, &se) && (!errors.As(err, &ue) || ue.msg != "") {
 			fmt.Fprintln(os.Stderr, "wattpool:", err)
 		}
 		os.Exit(exitCode(err))

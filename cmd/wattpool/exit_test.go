@@ -1,0 +1,44 @@
+package main
+
+import (
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestExitWithoutStrayStatus runs the built binary: a command that has
+// reported its own failure (check-config's problems) or printed help ends
+// with its exit status alone, not a stray "wattpool: exit status N" line.
+func TestExitWithoutStrayStatus(t *testing.T) {
+	bin := buildWattpool(t)
+	tests := []struct {
+		args []string
+		code int
+		want string // in the output
+	}{
+		{[]string{"serve", "-h"}, 0, "-config file"},
+		{[]string{"check-config", "--config", "/dev/null"}, 1, "bitcoin.payout_address: must be set"},
+		{[]string{"bogus"}, 2, `unknown command "bogus"`},
+	}
+	for _, tc := range tests {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			cmd := exec.Command(bin, tc.args...)
+			cmd.Env = []string{"PATH=/usr/bin:/bin"}
+			out, err := cmd.CombinedOutput()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tc.code || !strings.Contains(string(out), tc.want) {
+				t.Fatalf("exit %d, want %d; output:\n%s", code, tc.code, out)
+			}
+			if strings.Contains(string(out), "exit status") {
+				t.Fatalf("stray exit status line:\n%s", out)
+			}
+		})
+	}
+}
