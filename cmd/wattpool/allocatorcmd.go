@@ -30,6 +30,8 @@ type allocatorCommand struct {
 // order: a new one is one line here.
 var allocatorCommands = []allocatorCommand{
 	{"backtest", "replay the allocator's policy over a price CSV (no node, database or miners)", cmdAllocatorBacktest},
+	{"report", "per group and UTC day: MWh mining and curtailed, dollars earned, what the other choice would have paid", cmdAllocatorReport},
+	{"override", "force a group mining or curtailed (-state, -reason, -for) or -clear its overrides", cmdAllocatorOverride},
 }
 
 // cmdAllocator dispatches `wattpool allocator <subcommand>`.

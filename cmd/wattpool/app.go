@@ -43,6 +43,8 @@ type app struct {
 
 	httpLn  net.Listener // nil when HTTP is off
 	httpSrv *http.Server
+
+	alloc *allocLive // nil when allocator.mode is off
 }
 
 // newApp builds every part of the pool without starting any; on error it
@@ -71,6 +73,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.
 		return nil, fmt.Errorf("job builder: %w", err)
 	}
 	if err := a.buildSink(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.buildAllocator(); err != nil {
 		return nil, err
 	}
 	a.server, err = stratum.New(stratumConfig(cfg), a.builder, a.source, a.sink, log.Named("stratum"),
@@ -264,6 +269,10 @@ func (a *app) run(ctx context.Context, reload <-chan *config.Config) error {
 	} else {
 		close(trackerDone)
 	}
+	var allocDone <-chan struct{}
+	if a.alloc != nil {
+		allocDone = a.alloc.run(srvCtx)
+	}
 
 	var err error
 loop:
@@ -286,6 +295,9 @@ loop:
 		}
 	}
 	<-trackerDone
+	if a.alloc != nil {
+		<-allocDone
+	}
 	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if cerr := a.close(drainCtx); err == nil {
@@ -297,6 +309,10 @@ loop:
 // close releases everything newApp built, flushing the ledger first.
 func (a *app) close(ctx context.Context) error {
 	var errs []error
+	if a.alloc != nil {
+		a.alloc.close()
+		a.alloc = nil
+	}
 	if a.recorder != nil {
 		if err := a.recorder.Close(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("close share ledger: %w", err))
