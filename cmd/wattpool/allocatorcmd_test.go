@@ -165,3 +165,63 @@ func TestAllocatorBacktestErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestCheckConfigCoversAllocator(t *testing.T) {
+	dir := t.TempDir()
+	base := "[bitcoin]\nnetwork = \"regtest\"\npayout_address = \"bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080\"\n" +
+		"[node]\nurls = [\"http://rpc:pw@127.0.0.1:18443\"]\n[[stratum.group]]\npattern = \"acme.r1-*\"\ngroup = \"rack1\"\n"
+	good := btWriteFile(t, dir, "good.toml", base+`
+[allocator]
+mode = "dry-run"
+[allocator.lease]
+price = 73
+unit = "usd_per_kw_month"
+max_mw = 2
+[[allocator.group]]
+name = "rack1"
+power_kw = 350
+hashrate_ths = 20000
+[allocator.prices.btc_usd]
+source = "static"
+value = 100000
+[allocator.prices.energy_usd_per_mwh]
+source = "static"
+value = 40
+`)
+	out, errOut, err := runCmd(t, context.Background(), mapEnv(nil), "check-config", "--config", good)
+	if err != nil {
+		t.Fatalf("check-config: %v\n%s", err, errOut)
+	}
+	for _, w := range []string{"allocator dry-run every 1m0s, policy merit, actuator none; lease $100.00/MWh (energy paid by the operator), at most 2 MW",
+		"allocator group rack1: 350 kW, 20000 TH/s, 17.50 J/TH"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("check-config output lacks %q:\n%s", w, out)
+		}
+	}
+	bad := btWriteFile(t, dir, "bad.toml", base+`
+[allocator]
+mode = "act"
+actuator = "webhook"
+[allocator.lease]
+max_mw = 1
+[[allocator.lease.firm]]
+from = "2026-01-01T00:00:00Z"
+mw = 12
+[[allocator.group]]
+name = "rack2"
+power_kw = 350
+hashrate_ths = 20000
+`)
+	_, errOut, err = runCmd(t, context.Background(), mapEnv(nil), "check-config", "--config", bad)
+	if exitCode(err) != 1 {
+		t.Fatalf("check-config exit %d (%v), want 1", exitCode(err), err)
+	}
+	for _, w := range []string{"5 problem(s)", "allocator.lease.firm[0].mw: 12 exceeds allocator.lease.max_mw 1",
+		`allocator.group[0].name: "rack2" is not a group any [[stratum.group]] rule produces (the [[stratum.group]] rules produce rack1)`,
+		"allocator.webhook.url: actuator = \"webhook\" needs", "allocator.prices.btc_usd: mode \"act\" needs this price",
+		"allocator.prices.energy_usd_per_mwh: mode \"act\" needs this price"} {
+		if !strings.Contains(errOut, w) {
+			t.Errorf("check-config lacks %q:\n%s", w, errOut)
+		}
+	}
+}

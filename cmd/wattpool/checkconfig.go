@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/wattpool/wattpool/allocator"
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
 )
 
@@ -46,5 +47,26 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, lookup env) error {
 	if cfg.HTTPAddr != "" {
 		fmt.Fprintf(stdout, "  http on %s\n", cfg.HTTPAddr)
 	}
+	checkConfigAllocator(stdout, &cfg.Allocator)
 	return nil
+}
+
+// checkConfigAllocator summarizes [allocator]: the mode, the lease in
+// dollars per MWh and each group's efficiency, the figures a unit slip
+// would show up in.
+func checkConfigAllocator(w io.Writer, a *config.AllocatorConfig) {
+	p := &a.Params
+	if a.Mode == allocator.ModeOff && len(p.Groups) == 0 {
+		fmt.Fprintln(w, "  allocator off")
+		return
+	}
+	fmt.Fprintf(w, "  allocator %s every %v, policy %s, actuator %s; lease $%.2f/MWh (energy paid by the %s)",
+		a.Mode, a.Interval, a.Policy, a.Actuator, p.Lease.USDPerMWh, map[bool]string{true: "operator", false: "tenant"}[p.Lease.OperatorPaysEnergy])
+	if p.Lease.MaxMW > 0 {
+		fmt.Fprintf(w, ", at most %g MW", p.Lease.MaxMW)
+	}
+	fmt.Fprintln(w)
+	for _, g := range p.Groups {
+		fmt.Fprintf(w, "  allocator group %s: %g kW, %g TH/s, %.2f J/TH\n", g.Name, g.PowerKW, g.HashrateTHs, g.JoulesPerTH())
+	}
 }
