@@ -84,7 +84,11 @@ func TestHTTPPolicy(t *testing.T) {
 	defer close(release)
 	ctx := context.Background()
 	newPolicy := func(path string) *HTTPPolicy {
-		p, err := NewHTTPPolicy(HTTPPolicySpec{URL: mustURL(t, srv.URL+path+"?token=s3"), Timeout: 300 * time.Millisecond},
+		timeout := 10 * time.Second // only /slow is meant to time out
+		if path == "/slow" {
+			timeout = 300 * time.Millisecond
+		}
+		p, err := NewHTTPPolicy(HTTPPolicySpec{URL: mustURL(t, srv.URL+path+"?token=s3"), Timeout: timeout},
 			srv.Client(), zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)

@@ -117,7 +117,11 @@ func TestMinersimActuatorDistrusts(t *testing.T) {
 		{"/500", Curtailed, `status 500: "fleet on fire"`},
 		{"/slow", Curtailed, "Timeout"},
 	} {
-		a, err := NewMinersimActuator(mustURL(t, srv.URL+tc.prefix), 200*time.Millisecond, zaptest.NewLogger(t))
+		timeout := 10 * time.Second // only /slow is meant to time out
+		if tc.prefix == "/slow" {
+			timeout = 200 * time.Millisecond
+		}
+		a, err := NewMinersimActuator(mustURL(t, srv.URL+tc.prefix), timeout, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

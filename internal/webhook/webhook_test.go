@@ -195,7 +195,11 @@ func TestClientErrors(t *testing.T) {
 		{"/slow", []string{"no reply within the timeout", srv.URL + "/slow"}},
 		{"/redirect", []string{"status 300"}},
 	} {
-		c, err := NewClient(srv.URL+tc.path+"?token=tok3n", secret, 200*time.Millisecond, nil, zaptest.NewLogger(t))
+		timeout := 10 * time.Second // only /slow is meant to time out
+		if tc.path == "/slow" {
+			timeout = 200 * time.Millisecond
+		}
+		c, err := NewClient(srv.URL+tc.path+"?token=tok3n", secret, timeout, nil, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}
