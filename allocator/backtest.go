@@ -296,17 +296,7 @@ func Backtest(p *Params, rows []Market) (Result, error) {
 	for i := range states {
 		states[i] = GroupState{State: Mining, LastSwitch: rows[0].Time}
 	}
-	index := make(map[string]int, n)
-	for i, g := range p.Groups {
-		index[g.Name] = i
-	}
-	lookup := func(name string) (GroupState, bool) {
-		i, ok := index[name]
-		if !ok {
-			return GroupState{}, false
-		}
-		return states[i], true
-	}
+	lookup := func(i int, _ string) (GroupState, bool) { return states[i], true }
 	res := Result{Groups: make([]GroupResult, n)}
 	for i, g := range p.Groups {
 		res.Groups[i].Name = g.Name

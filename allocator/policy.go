@@ -29,7 +29,7 @@ func (Merit) Decide(_ context.Context, in PolicyInput) ([]Decision, error) {
 // the issue left open.
 func Evaluate(in PolicyInput) []Decision {
 	var e evaluator
-	return e.evaluate(in.Params, in.Market, func(name string) (GroupState, bool) {
+	return e.evaluate(in.Params, in.Market, func(_ int, name string) (GroupState, bool) {
 		s, ok := in.States[name]
 		return s, ok
 	})
@@ -43,9 +43,10 @@ type evaluator struct {
 	firm  []bool
 }
 
-// evaluate is Evaluate with the states looked up through state and the
-// decisions written into e.dec (valid until the next call).
-func (e *evaluator) evaluate(p *Params, m Market, state func(string) (GroupState, bool)) []Decision {
+// evaluate is Evaluate with the states looked up through state (by the
+// group's index in p.Groups and its name) and the decisions written into
+// e.dec (valid until the next call).
+func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string) (GroupState, bool)) []Decision {
 	n := len(p.Groups)
 	if cap(e.dec) < n {
 		e.dec = make([]Decision, n)
@@ -58,7 +59,7 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(string) (GroupState
 	leased := LeasedUSDPerMWh(m.LeaseUSDPerMWh, m.EnergyUSDPerMWh, p.Lease.OperatorPaysEnergy)
 
 	for i, g := range p.Groups {
-		s, ok := state(g.Name)
+		s, ok := state(i, g.Name)
 		if !ok {
 			s = GroupState{State: Mining, LastSwitch: t}
 		}
@@ -96,8 +97,8 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(string) (GroupState
 	// configuration order) are curtailed until their power covers the
 	// step's mw, whatever their dwell.
 	if firmMW := FirmMW(p.Lease.Firm, t); firmMW > 0 {
-		slices.SortStableFunc(order, func(a, b int) int {
-			return cmpFloat(dec[b].JoulesPerTH, dec[a].JoulesPerTH)
+		slices.SortFunc(order, func(a, b int) int {
+			return byValueThenIndex(dec[b].JoulesPerTH, dec[a].JoulesPerTH, a, b)
 		})
 		var covered float64
 		for _, i := range order {
@@ -121,8 +122,8 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(string) (GroupState
 	// 2. Merit order: the other groups from the lowest mining value per
 	// MWh upward (ties in configuration order); a group's curtailed value
 	// is the lease only if its whole power fits in the room left.
-	slices.SortStableFunc(order, func(a, b int) int {
-		return cmpFloat(dec[a].MiningUSDPerMWh, dec[b].MiningUSDPerMWh)
+	slices.SortFunc(order, func(a, b int) int {
+		return byValueThenIndex(dec[a].MiningUSDPerMWh, dec[b].MiningUSDPerMWh, a, b)
 	})
 	for _, i := range order {
 		if firm[i] {
@@ -182,8 +183,8 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(string) (GroupState
 		for i := range order {
 			order[i] = i
 		}
-		slices.SortStableFunc(order, func(a, b int) int {
-			return cmpFloat(dec[b].MiningUSDPerMWh, dec[a].MiningUSDPerMWh)
+		slices.SortFunc(order, func(a, b int) int {
+			return byValueThenIndex(dec[b].MiningUSDPerMWh, dec[a].MiningUSDPerMWh, a, b)
 		})
 		for _, i := range order {
 			d := &dec[i]
@@ -217,8 +218,15 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(string) (GroupState
 
 var inf = math.Inf(1)
 
-// cmpFloat orders values that are never NaN (prices are validated).
-func cmpFloat(a, b float64) int { return cmp.Compare(a, b) }
+// byValueThenIndex orders by value (never NaN: prices are validated),
+// equal values in configuration order (group indexes a and b), so that
+// every sort is deterministic.
+func byValueThenIndex(va, vb float64, a, b int) int {
+	if c := cmp.Compare(va, vb); c != 0 {
+		return c
+	}
+	return cmp.Compare(a, b)
+}
 
 // FirmMW is the firm lease power owed at t: the mw of the last step whose
 // From is at or before t, 0 before the first step.
