@@ -52,9 +52,13 @@ type app struct {
 // are applied here, before anything can record a share.
 func newApp(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.AtomicLevel) (a *app, err error) {
 	a = &app{cfg: cfg, log: log, level: level, reg: prometheus.NewRegistry(), started: time.Now()}
+	// The returns below set a to nil: release what was built through a
+	// copy (closing through a was a nil dereference on every start-up
+	// error after the first part, such as an unparsable database URL).
+	built := a
 	defer func() {
 		if err != nil {
-			a.close(context.Background())
+			built.close(context.Background())
 			a = nil
 		}
 	}()
@@ -143,6 +147,8 @@ func (a *app) buildSink(ctx context.Context) error {
 		if err := applyMigrations(ctx, a.db, a.log); err != nil {
 			return err
 		}
+	} else if err := checkSchema(ctx, a.db, a.log); err != nil {
+		return err
 	}
 	a.recorder, err = shares.New(shares.Config{Instance: cfg.Instance, SpoolDir: cfg.SpoolDir}, a.db,
 		a.log.Named("shares"), shares.WithRegisterer(a.reg), shares.WithSpoolLimit(cfg.SpoolLimit),
@@ -157,6 +163,37 @@ func (a *app) buildSink(ctx context.Context) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// ErrSchemaBehind is returned by serve on a database whose schema is older
+// than the binary's: every write would fail with a missing relation.
+var ErrSchemaBehind = errors.New("the database schema is behind this wattpool")
+
+// checkSchema refuses a database whose schema is not the one this binary
+// carries. A database that cannot be reached is let through with a
+// warning: the pool starts and spools shares until it comes back (and an
+// unmigrated one is then reported by the ledger's errors).
+func checkSchema(ctx context.Context, db *pgxpool.Pool, log *zap.Logger) error {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := db.Acquire(cctx)
+	if err != nil {
+		log.Warn("database unreachable at start: schema version not checked, shares are spooled until it answers", zap.Error(err))
+		return nil
+	}
+	defer conn.Release()
+	cur, latest, err := migrations.Version(cctx, conn.Conn())
+	if err != nil {
+		return fmt.Errorf("check the database schema: %w", err)
+	}
+	switch {
+	case cur < latest:
+		return fmt.Errorf("%w: it is at version %d of %d: run `wattpool migrate` (or set database.migrate = true)", ErrSchemaBehind, cur, latest)
+	case cur > latest:
+		return fmt.Errorf("the database schema is at version %d, newer than this wattpool's %d: run the newer wattpool", cur, latest)
+	}
+	log.Info("database schema up to date", zap.Int32("version", cur))
 	return nil
 }
 
