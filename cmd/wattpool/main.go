@@ -7,6 +7,8 @@
 //	wattpool shares hashrate [-by k]    hashrate per worker, group or account, from the ledger
 //	wattpool shares window -block h     the PPLNS window of difficulty -n ending at a found block, per account
 //	wattpool allocator backtest         replay the allocator's policy over a price CSV
+//	wattpool allocator report           per group and UTC day: MWh and dollars mining and curtailed, and the other choice
+//	wattpool allocator override         force a group mining or curtailed for a while, with a reason (or -clear)
 //	wattpool demo [--duration d]        the pool on a throw-away PostgreSQL + btcd regtest with simulated miners
 //	wattpool version                    print the version
 //
@@ -80,6 +82,8 @@ commands:
   shares hashrate  hashrate per worker, group or account over a window (default: the last hour)
   shares window    the PPLNS window ending at a found block: credited difficulty per account (and per share)
   allocator backtest  replay the mine-or-lease policy over a price CSV (--config, --prices)
+  allocator report    per group and UTC day: MWh and dollars mining and curtailed, and what the other choice paid
+  allocator override  force a group mining or curtailed (-group, -state, -reason, -for) or -clear it
   demo             run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
   version          print the version
 
