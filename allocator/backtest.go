@@ -32,7 +32,7 @@ const DefaultHeight = 900_000
 // Bounds beyond which a price row is taken for a mistake (a unit slip, a
 // shifted column) rather than a market.
 const (
-	MaxBTCUSD          = 1e9
+	MaxBTCUSD          = 1e8
 	MaxDifficulty      = 1e20
 	MaxUSDPerMWh       = 1e5
 	MaxFeesBTCPerBlock = 1000

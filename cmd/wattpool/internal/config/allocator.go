@@ -129,7 +129,7 @@ const (
 	MaxAllocatorMW        = 1e5   // site_mw, max_mw, a firm step: 100 GW
 	MaxGroupPowerKW       = 1e6   // one group: 1 GW
 	MaxGroupHashrateTHs   = 1e9   // one group: 1 ZH/s
-	MaxBTCUSD             = 1e9   // a static or scheduled bitcoin price
+	MaxBTCUSD             = 1e8   // a static or scheduled bitcoin price (as the live sources)
 	MinJoulesPerTH        = 1     // no ASIC is this efficient
 	MaxJoulesPerTH        = 10000 // nor this poor
 	MaxConfirmM           = 100
