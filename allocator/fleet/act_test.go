@@ -125,8 +125,8 @@ func TestActRetriesAndReasons(t *testing.T) {
 	f := newFake("fake")
 	ms := miners(5, "fake")
 	unreach := fmt.Errorf("%w: dial: connection refused", ErrUnreachable)
-	f.fails[ms[0].Address] = []error{unreach, unreach}                     // succeeds on the 3rd attempt
-	f.fails[ms[1].Address] = []error{unreach, unreach, unreach}            // fails after 3 attempts
+	f.fails[ms[0].Address] = []error{unreach, unreach}                          // succeeds on the 3rd attempt
+	f.fails[ms[1].Address] = []error{unreach, unreach, unreach}                 // fails after 3 attempts
 	f.fails[ms[2].Address] = []error{fmt.Errorf("%w: digest refused", ErrAuth)} // not retried
 	f.fails[ms[3].Address] = []error{fmt.Errorf("%w: garbage", ErrBadReply)}    // retried once, then OK
 	w := &waits{}
@@ -273,7 +273,9 @@ func TestActCanceled(t *testing.T) {
 	ms := miners(40, "fake")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan []Result)
-	go func() { done <- Act(ctx, ms, ActionCurtail, Options{Drivers: Registry{"fake": f}, MaxInFlight: 4, Retries: -1}) }()
+	go func() {
+		done <- Act(ctx, ms, ActionCurtail, Options{Drivers: Registry{"fake": f}, MaxInFlight: 4, Retries: -1})
+	}()
 	for f.inFlight.Load() < 4 {
 		time.Sleep(time.Millisecond)
 	}

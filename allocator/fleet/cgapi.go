@@ -34,7 +34,9 @@ type cgReply struct {
 }
 
 // ok reports a success, info or warning status.
-func (r cgReply) ok() bool { return r.status.Status == "S" || r.status.Status == "I" || r.status.Status == "W" }
+func (r cgReply) ok() bool {
+	return r.status.Status == "S" || r.status.Status == "I" || r.status.Status == "W"
+}
 
 // cgCall sends one command and reads its reply on a fresh connection.
 func cgCall(ctx context.Context, addr, command, parameter string, maxReply int64) (cgReply, error) {
