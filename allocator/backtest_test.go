@@ -331,3 +331,54 @@ func BenchmarkEvaluate100Groups(b *testing.B) {
 		Evaluate(in)
 	}
 }
+
+// TestBacktestMatchesEvaluate replays a long series through the public
+// Evaluate with a states map and checks that Backtest (index lookups,
+// reused scratch, precomputed orders) reaches the same totals.
+func TestBacktestMatchesEvaluate(t *testing.T) {
+	rows := benchSeries(24 * 14)
+	for _, p := range []*Params{benchParams(30), {Lease: Lease{USDPerMWh: 70}, Groups: benchParams(7).Groups},
+		{SiteMW: 1, HysteresisUSDPerMWh: 1, Lease: Lease{USDPerMWh: 60, OperatorPaysEnergy: true, MaxMW: 0.7}, Groups: benchParams(12).Groups}} {
+		res, err := Backtest(p, rows)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := make([]Totals, len(p.Groups))
+		states := map[string]GroupState{}
+		for _, g := range p.Groups {
+			states[g.Name] = GroupState{State: Mining, LastSwitch: rows[0].Time}
+		}
+		switches := 0
+		for r := 0; r+1 < len(rows); r++ {
+			h := rows[r+1].Time.Sub(rows[r].Time).Hours()
+			for i, d := range Evaluate(PolicyInput{Params: p, Market: rows[r], States: states}) {
+				mwh := p.Groups[i].PowerKW * h / 1000
+				w := &want[i]
+				if d.After == Mining {
+					w.HoursMining += h
+					w.MWhMining += mwh
+					w.MarginUSD += d.MiningUSDPerMWh * mwh
+				} else {
+					w.HoursCurtailed += h
+					w.MWhCurtailed += mwh
+					if !d.Idle {
+						w.MarginUSD += d.CurtailedUSDPerMWh * mwh
+					}
+				}
+				w.MiningOnlyMarginUSD += d.MiningUSDPerMWh * mwh
+				w.LeaseOnlyMarginUSD += LeasedUSDPerMWh(rows[r].LeaseUSDPerMWh, rows[r].EnergyUSDPerMWh, p.Lease.OperatorPaysEnergy) * mwh
+				if d.Switched() {
+					w.Switches++
+					switches++
+					states[d.Group] = GroupState{State: d.After, LastSwitch: rows[r].Time}
+				}
+			}
+		}
+		if switches == 0 {
+			t.Fatal("the series never switches a group: the comparison proves little")
+		}
+		for i := range want {
+			sameTotals(t, p.Groups[i].Name, res.Groups[i].Totals, want[i])
+		}
+	}
+}

@@ -36,11 +36,49 @@ func Evaluate(in PolicyInput) []Decision {
 }
 
 // evaluator holds the scratch space of Evaluate so that a backtest can
-// decide a year of intervals without allocating for each.
+// decide a year of intervals without allocating for each. One evaluator
+// serves one Params: its orders are computed from the first call's groups.
 type evaluator struct {
 	dec   []Decision
 	order []int
 	firm  []bool
+	// byJoules and byJoulesAsc are the group indexes by J/TH, highest
+	// and lowest first (equal ones in configuration order). They are the
+	// firm order, and in every interval with a positive hashprice also
+	// the merit order and the site cap's order (mining value falls as
+	// J/TH rises), which then need only a check instead of a sort.
+	byJoules, byJoulesAsc []int
+}
+
+// prepare sizes the scratch space for p's groups and orders them by J/TH.
+func (e *evaluator) prepare(p *Params) {
+	n := len(p.Groups)
+	e.dec = make([]Decision, n)
+	e.order = make([]int, n)
+	e.firm = make([]bool, n)
+	e.byJoules = make([]int, n)
+	e.byJoulesAsc = make([]int, n)
+	for i := range n {
+		e.byJoules[i], e.byJoulesAsc[i] = i, i
+	}
+	slices.SortFunc(e.byJoules, func(a, b int) int {
+		return byValueThenIndex(p.Groups[b].JoulesPerTH(), p.Groups[a].JoulesPerTH(), a, b)
+	})
+	slices.SortFunc(e.byJoulesAsc, func(a, b int) int {
+		return byValueThenIndex(p.Groups[a].JoulesPerTH(), p.Groups[b].JoulesPerTH(), a, b)
+	})
+}
+
+// sortFrom fills order with from and sorts it by cmp, which is usually a
+// linear check that from is already in order.
+func sortFrom(order, from []int, cmp func(a, b int) int) {
+	copy(order, from)
+	for k := 1; k < len(order); k++ {
+		if cmp(order[k-1], order[k]) > 0 {
+			slices.SortFunc(order, cmp)
+			return
+		}
+	}
 }
 
 // evaluate is Evaluate with the states looked up through state (by the
@@ -48,12 +86,10 @@ type evaluator struct {
 // e.dec (valid until the next call).
 func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string) (GroupState, bool)) []Decision {
 	n := len(p.Groups)
-	if cap(e.dec) < n {
-		e.dec = make([]Decision, n)
-		e.order = make([]int, n)
-		e.firm = make([]bool, n)
+	if len(e.dec) != n {
+		e.prepare(p)
 	}
-	dec, order, firm := e.dec[:n], e.order[:n], e.firm[:n]
+	dec, order, firm := e.dec, e.order, e.firm
 	t := m.Time
 	hashprice := HashpriceUSDPerPHDay(m)
 	leased := LeasedUSDPerMWh(m.LeaseUSDPerMWh, m.EnergyUSDPerMWh, p.Lease.OperatorPaysEnergy)
@@ -75,7 +111,6 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 			// becomes the next allowed one.
 			NextSwitch: s.LastSwitch,
 		}
-		order[i] = i
 		firm[i] = false
 	}
 
@@ -97,11 +132,8 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 	// configuration order) are curtailed until their power covers the
 	// step's mw, whatever their dwell.
 	if firmMW := FirmMW(p.Lease.Firm, t); firmMW > 0 {
-		slices.SortFunc(order, func(a, b int) int {
-			return byValueThenIndex(dec[b].JoulesPerTH, dec[a].JoulesPerTH, a, b)
-		})
 		var covered float64
-		for _, i := range order {
+		for _, i := range e.byJoules {
 			if covered >= firmMW {
 				break
 			}
@@ -114,15 +146,12 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 		}
 		leaseMW = covered
 		roomMW = max(0, roomMW-covered)
-		for i := range order {
-			order[i] = i
-		}
 	}
 
 	// 2. Merit order: the other groups from the lowest mining value per
 	// MWh upward (ties in configuration order); a group's curtailed value
 	// is the lease only if its whole power fits in the room left.
-	slices.SortFunc(order, func(a, b int) int {
+	sortFrom(order, e.byJoules, func(a, b int) int {
 		return byValueThenIndex(dec[a].MiningUSDPerMWh, dec[b].MiningUSDPerMWh, a, b)
 	})
 	for _, i := range order {
@@ -180,10 +209,7 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 	// left, and the others are idle (overriding min_on: it is physical).
 	if p.SiteMW > 0 {
 		left := p.SiteMW - leaseMW
-		for i := range order {
-			order[i] = i
-		}
-		slices.SortFunc(order, func(a, b int) int {
+		sortFrom(order, e.byJoulesAsc, func(a, b int) int {
 			return byValueThenIndex(dec[b].MiningUSDPerMWh, dec[a].MiningUSDPerMWh, a, b)
 		})
 		for _, i := range order {

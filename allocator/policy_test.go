@@ -344,3 +344,13 @@ func TestMeritPolicyInterface(t *testing.T) {
 		t.Fatal("Evaluate results share memory")
 	}
 }
+
+func TestMeritOrderWithoutHashprice(t *testing.T) {
+	// A hashprice of 0 makes every mining value −energy = 0: the merit
+	// order falls back to configuration order, so a (25 J/TH) is decided
+	// before b (50 J/TH) and takes the only MW of lease room.
+	p := &Params{Lease: Lease{USDPerMWh: 10, MaxMW: 1}, Groups: []Group{gA, gB}}
+	runSeries(t, p, []step{{m: polMarket(t0, 0, 0, 10), after: "CM", rules: []Rule{RuleLeaseWins, RuleHold}}})
+	// With a hashprice, b (the lower mining value) comes first.
+	runSeries(t, p, []step{{m: polMarket(t0, 1, 0, 10), after: "MC", rules: []Rule{RuleHold, RuleLeaseWins}}})
+}
