@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
 	"reflect"
@@ -379,6 +380,26 @@ func TestBacktestMatchesEvaluate(t *testing.T) {
 		}
 		for i := range want {
 			sameTotals(t, p.Groups[i].Name, res.Groups[i].Totals, want[i])
+		}
+	}
+}
+
+// BenchmarkReadPricesYearHourly parses a year of hourly rows with every
+// column, the other half of `wattpool allocator backtest`.
+func BenchmarkReadPricesYearHourly(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString("time,btc_usd,network_difficulty,energy_usd_per_mwh,lease_usd_per_mwh,fees_btc_per_block,height\n")
+	for i, m := range benchSeries(8760) {
+		fmt.Fprintf(&sb, "%s,%.2f,%g,%.2f,%g,%g,%d\n", m.Time.Format(time.RFC3339), m.BTCUSD, m.NetworkDifficulty,
+			m.EnergyUSDPerMWh, m.LeaseUSDPerMWh, m.FeesBTCPerBlock, 900000+i/6)
+	}
+	csvText := sb.String()
+	b.SetBytes(int64(len(csvText)))
+	b.ReportAllocs()
+	for b.Loop() {
+		rows, err := ReadPrices(strings.NewReader(csvText), PriceOptions{})
+		if err != nil || len(rows) != 8761 {
+			b.Fatalf("%d rows, %v", len(rows), err)
 		}
 	}
 }
