@@ -18,7 +18,13 @@ import (
 const (
 	recJob   byte = 1
 	recShare byte = 2
+	// recBlock is a found block alone, its share spooled separately: only
+	// spools written before recFoundBlock existed hold it.
 	recBlock byte = 3
+	// recFoundBlock is a found block and the share that found it in one
+	// record (the share's layout, then the block's fields), so that the
+	// two reach PostgreSQL in one transaction or not at all.
+	recFoundBlock byte = 4
 )
 
 // Field bounds on decode: a spooled record is checksummed, so a value past
@@ -136,6 +142,17 @@ func appendJob(b []byte, j *work.Job, instance string) []byte {
 
 func appendBlock(b []byte, fb *stratum.FoundBlock, instance string) []byte {
 	b = appendOrigin(b, &fb.Share, instance)
+	b = putU64(b, uint64(fb.Height))
+	b = append(b, fb.Hash[:]...)
+	b = putU64(b, uint64(fb.CoinbaseValue))
+	b = putString(b, fb.SubmitResult)
+	return append(b, boolByte(fb.Accepted))
+}
+
+// appendFoundBlock writes a recFoundBlock payload: the block's share as
+// appendShare writes it, then the block's own fields.
+func appendFoundBlock(b []byte, fb *stratum.FoundBlock, instance string) []byte {
+	b = appendShare(b, &fb.Share, instance)
 	b = putU64(b, uint64(fb.Height))
 	b = append(b, fb.Hash[:]...)
 	b = putU64(b, uint64(fb.CoinbaseValue))
@@ -265,6 +282,12 @@ func (d *dec) origin(o *origin) time.Time {
 
 func decodeShare(p []byte, r *shareRec) error {
 	d := dec{b: p}
+	d.share(r)
+	return d.done("share")
+}
+
+// share reads what appendShare wrote.
+func (d *dec) share(r *shareRec) {
 	r.Time = d.origin(&r.origin)
 	r.Extranonce1 = d.bytes("extranonce1")
 	r.Extranonce2 = d.bytes("extranonce2")
@@ -273,7 +296,20 @@ func decodeShare(p []byte, r *shareRec) error {
 	r.Achieved = d.f64("achieved difficulty")
 	r.Hash = d.hash()
 	r.IsBlock = d.flag("block")
-	return d.done("share")
+}
+
+// decodeFoundBlock reads a recFoundBlock payload: the share, then the
+// block, whose origin and time are the share's.
+func decodeFoundBlock(p []byte, s *shareRec, b *blockRec) error {
+	d := dec{b: p}
+	d.share(s)
+	b.FoundAt, b.origin = s.Time, s.origin
+	b.Height = int64(d.u64())
+	b.Hash = d.hash()
+	b.CoinbaseSats = int64(d.u64())
+	b.SubmitResult = d.str("submit result")
+	b.Accepted = d.flag("accepted")
+	return d.done("found block")
 }
 
 func decodeJob(p []byte, r *jobRec) error {

@@ -38,6 +38,14 @@ func TestCodecRoundTrip(t *testing.T) {
 	if br.Height != 5 || br.Hash != s.Hash || br.CoinbaseSats != 625_000_000 || br.SubmitResult != fb.SubmitResult || br.Accepted {
 		t.Fatalf("block round trip: %+v", br)
 	}
+	var fs shareRec
+	if err := decodeFoundBlock(appendFoundBlock(nil, fb, "pool-a"), &fs, &br); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fs, sr) || br.Height != 5 || br.Hash != s.Hash || br.CoinbaseSats != 625_000_000 ||
+		br.SubmitResult != fb.SubmitResult || br.Accepted || !br.FoundAt.Equal(s.Time) || br.origin != sr.origin {
+		t.Fatalf("found block round trip: %+v %+v", fs, br)
+	}
 	// Truncations and trailing bytes are errors, never panics.
 	p := appendShare(nil, s, "pool-a")
 	for i := range p {
@@ -56,8 +64,13 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add(recShare, appendShare(nil, testShare(job, 1), "i"))
 	f.Add(recJob, appendJob(nil, job, "i"))
 	f.Add(recBlock, appendBlock(nil, &stratum.FoundBlock{Share: *testShare(job, 2), Height: 3}, "i"))
+	f.Add(recFoundBlock, appendFoundBlock(nil, &stratum.FoundBlock{Share: *testShare(job, 4), Height: 5, SubmitResult: "accepted"}, "i"))
 	f.Fuzz(func(t *testing.T, typ byte, p []byte) {
-		switch typ % 3 {
+		switch typ % 4 {
+		case 3:
+			var s shareRec
+			var b blockRec
+			_ = decodeFoundBlock(p, &s, &b)
 		case 0:
 			var r shareRec
 			if decodeShare(p, &r) == nil {

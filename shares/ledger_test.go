@@ -77,6 +77,8 @@ func TestHashrateAndPPLNSWindow(t *testing.T) {
 	r := newRecorder(t, db, t.TempDir())
 	job := testJob("h1")
 	// 60 shares over 60 s: alice/rig0 at diff 100, bob/rig1 at diff 300.
+	// Share 40 found a block: RecordBlock records it with the block.
+	var block *stratum.FoundBlock
 	for i := range 60 {
 		s := testShare(job, i)
 		s.Time = shareTime.Add(time.Duration(i) * time.Second)
@@ -84,16 +86,17 @@ func TestHashrateAndPPLNSWindow(t *testing.T) {
 		if i%2 == 1 {
 			s.Account, s.Worker, s.Group, s.Difficulty = "bob", "rig1", "west", 300
 		}
+		if i == 40 {
+			s.IsBlock = true
+			block = &stratum.FoundBlock{Share: *s, Height: 7, CoinbaseValue: 5_000_000_000, SubmitResult: "accepted", Hash: chainhash.Hash{7}}
+			if err := r.RecordBlock(ctx, block); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
 		if err := r.RecordShare(ctx, s); err != nil {
 			t.Fatal(err)
 		}
-	}
-	block := &stratum.FoundBlock{Share: *testShare(job, 40), Height: 7, CoinbaseValue: 5_000_000_000, SubmitResult: "accepted"}
-	block.Share.Time = shareTime.Add(40 * time.Second)
-	block.Share.Account, block.Share.Worker = "alice", "rig0"
-	block.Hash = chainhash.Hash{7}
-	if err := r.RecordBlock(ctx, block); err != nil {
-		t.Fatal(err)
 	}
 	if err := r.Flush(ctx); err != nil {
 		t.Fatal(err)

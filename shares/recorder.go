@@ -7,12 +7,14 @@ package shares
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -121,8 +123,11 @@ type Recorder struct {
 	done     chan struct{}
 	closeMu  sync.Mutex
 	closed   bool
-	dbFailed bool       // run goroutine only: log database outages once
-	drainMu  sync.Mutex // the run goroutine, Flush and Close take turns draining
+	dbFailed bool // run goroutine only: log database outages once
+	// dbDown and spoolFailing feed Health: the latest pass could not
+	// write to PostgreSQL; the latest append to the spool failed.
+	dbDown, spoolFailing atomic.Bool
+	drainMu              sync.Mutex // the run goroutine, Flush and Close take turns draining
 	// passes counts the run goroutine's completed passes: the first one
 	// (partitions, start-up replay, reject flush) runs at once and
 	// concurrently with the first records, which tests must wait out.
@@ -210,7 +215,27 @@ func (r *Recorder) append(typ byte, sync bool, encode func([]byte) []byte) error
 		r.metrics.spoolFull.Inc()
 		r.metrics.errors.WithLabelValues("append").Inc()
 	}
+	if failing := err != nil; r.spoolFailing.Load() != failing {
+		r.spoolFailing.Store(failing)
+	}
 	return err
+}
+
+// Health is whether the ledger can take shares: PostgreSQL writes and the
+// spool's appends, as the latest attempts of each went.
+type Health struct {
+	// DatabaseWritable is false while the latest pass failed to write
+	// to PostgreSQL (shares wait in the spool).
+	DatabaseWritable bool
+	// SpoolWritable is false while the latest append was refused (the
+	// spool is full or its disk fails): shares are refused with error 20.
+	SpoolWritable bool
+}
+
+// Health reports the ledger's state. The ledger takes shares while the
+// spool does; a full spool with PostgreSQL down takes none.
+func (r *Recorder) Health() Health {
+	return Health{DatabaseWritable: !r.dbDown.Load(), SpoolWritable: !r.spoolFailing.Load()}
 }
 
 // RecordJob spools the job so that every share made for it can be
@@ -241,31 +266,50 @@ func (r *Recorder) RecordShare(_ context.Context, s *stratum.Share) error {
 	return nil
 }
 
-// RecordBlock spools the found block with an immediate fsync and stores
-// it in PostgreSQL at once. It succeeds when either worked: a block that
-// reached only the spool is stored by the drain when the database is back.
-// The share that found the block arrives separately through RecordShare.
+// RecordBlock records the found block and the share that found it
+// (fb.Share) as one record: it spools them in one record with an immediate
+// fsync and stores both in PostgreSQL at once, in one transaction. It
+// succeeds when either worked: a block that reached only the spool is
+// stored, with its share, by the drain when the database is back. Either
+// way a block is never in the ledger without its share, and when it
+// fails neither is recorded. The server does not also call RecordShare
+// for that share.
 func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) error {
 	if fb == nil {
 		return errors.New("record block: nil block")
 	}
-	spoolErr := r.append(recBlock, true, func(b []byte) []byte { return appendBlock(b, fb, r.opts.instance) })
+	payload := appendFoundBlock(nil, fb, r.opts.instance)
+	pos, spoolErr := r.spool.AppendSync(recFoundBlock, payload)
+	if spoolErr != nil {
+		r.metrics.spoolFull.Inc()
+		r.metrics.errors.WithLabelValues("append").Inc()
+	}
 	ctx, cancel := context.WithTimeout(ctx, r.opts.blockTimeout)
 	defer cancel()
-	var rec blockRec
-	rec.FoundAt, rec.Instance = fb.Share.Time.UTC(), r.opts.instance
-	rec.Account, rec.Worker, rec.Group = fb.Share.Account, fb.Share.Worker, fb.Share.Group
-	if fb.Share.Job != nil {
-		rec.JobID = fb.Share.Job.ID
+	// Decoding what was spooled gives the drain's exact rows, so the two
+	// paths cannot store different values.
+	var row blockRow
+	if err := decodeFoundBlock(payload, &row.share.rec, &row.rec); err != nil {
+		return fmt.Errorf("record block %s at height %d: %w", fb.Hash, fb.Height, err)
 	}
-	rec.Height, rec.Hash, rec.CoinbaseSats = fb.Height, fb.Hash, fb.CoinbaseValue
-	rec.SubmitResult, rec.Accepted = fb.SubmitResult, fb.Accepted
+	if spoolErr == nil {
+		row.share.id = recordID(pos.SegmentID, pos.Offset)
+	} else if _, err := rand.Read(row.share.id[:]); err != nil {
+		// Only this path stores the share, so any unique id will do.
+		return fmt.Errorf("record block %s at height %d: spool: %w; share id: %v", fb.Hash, fb.Height, spoolErr, err)
+	}
 	dbErr := func() error {
-		aid, wid, err := r.names.resolve(ctx, r.db, rec.Account, rec.Worker)
+		aid, wid, err := r.names.resolve(ctx, r.db, row.rec.Account, row.rec.Worker)
 		if err != nil {
 			return err
 		}
-		return insertBlock(ctx, r.db, &rec, aid, wid)
+		row.share.aid, row.share.wid = aid, wid
+		return pgx.BeginFunc(ctx, r.db, func(tx pgx.Tx) error {
+			if err := insertShare(ctx, tx, &row.share); err != nil {
+				return err
+			}
+			return insertBlock(ctx, tx, &row.rec, aid, wid)
+		})
 	}()
 	switch {
 	case dbErr == nil && spoolErr == nil:
@@ -273,17 +317,17 @@ func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) erro
 		return nil
 	case dbErr == nil:
 		r.metrics.rows.WithLabelValues("blocks").Inc()
-		r.log.Error("ledger: found block stored in PostgreSQL but not spooled", zap.Int64("height", fb.Height),
+		r.log.Error("ledger: found block and its share stored in PostgreSQL but not spooled", zap.Int64("height", fb.Height),
 			zap.Stringer("hash", fb.Hash), zap.Error(spoolErr))
 		return nil
 	case spoolErr == nil:
 		r.metrics.errors.WithLabelValues("block_insert").Inc()
-		r.log.Warn("ledger: found block spooled; database insert failed, the drain will retry",
+		r.log.Warn("ledger: found block and its share spooled; database insert failed, the drain will retry",
 			zap.Int64("height", fb.Height), zap.Stringer("hash", fb.Hash), zap.Error(dbErr))
 		return nil
 	default:
 		r.metrics.errors.WithLabelValues("block_insert").Inc()
-		return fmt.Errorf("record block %s at height %d: spool: %w; database: %v", fb.Hash, fb.Height, spoolErr, dbErr)
+		return fmt.Errorf("record block %s at height %d with its share: spool: %w; database: %v", fb.Hash, fb.Height, spoolErr, dbErr)
 	}
 }
 
@@ -362,6 +406,7 @@ func (r *Recorder) pass(ctx context.Context) {
 	}
 	r.writer.endPass()
 	defer r.passes.Add(1)
+	r.dbDown.Store(err != nil && ctx.Err() == nil)
 	switch {
 	case err != nil && ctx.Err() == nil && !r.dbFailed:
 		r.dbFailed = true

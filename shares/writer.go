@@ -59,6 +59,11 @@ type writer struct {
 type blockRow struct {
 	rec      blockRec
 	aid, wid int64
+	// share is the share that found the block, stored in the same
+	// transaction (hasShare: a recFoundBlock record; old recBlock records
+	// carry none, their share came as a record of its own).
+	share    shareRow
+	hasShare bool
 }
 
 type shareRow struct {
@@ -269,6 +274,15 @@ func (w *writer) add(segID uint64, rec spool.Record) error {
 			return err
 		}
 		w.blocks = append(w.blocks, b)
+	case recFoundBlock:
+		var b blockRow
+		if err := decodeFoundBlock(rec.Payload, &b.share.rec, &b.rec); err != nil {
+			return err
+		}
+		b.hasShare = true
+		b.share.id = recordID(segID, rec.Offset)
+		b.share.segOffset = rec.Offset
+		w.blocks = append(w.blocks, b)
 	default:
 		return fmt.Errorf("unknown record type %d", rec.Type)
 	}
@@ -302,6 +316,7 @@ func (w *writer) commit(ctx context.Context, seg spool.SegmentInfo, end int64) e
 		if b.aid, b.wid, err = w.r.names.resolve(ctx, w.r.db, b.rec.Account, b.rec.Worker); err != nil {
 			return fmt.Errorf("flush blocks: %w", err)
 		}
+		b.share.aid, b.share.wid = b.aid, b.wid
 	}
 	start := time.Now()
 	err := w.commitTx(ctx, seg, end, false)
@@ -318,6 +333,24 @@ func (w *writer) commit(ctx context.Context, seg spool.SegmentInfo, end int64) e
 	w.r.metrics.rows.WithLabelValues("shares").Add(float64(len(w.shares)))
 	w.r.metrics.rows.WithLabelValues("jobs").Add(float64(len(w.jobs)))
 	w.r.metrics.rows.WithLabelValues("blocks").Add(float64(len(w.blocks)))
+	return nil
+}
+
+// shareInsertSQL stores one share unless a row of its id is already there:
+// a found block's share may reach PostgreSQL twice, from RecordBlock at
+// once and from the drain of its spooled record.
+const shareInsertSQL = `INSERT INTO shares (time, share_id, instance, account_id, worker_id, group_name, job_id,
+ extranonce1, extranonce2, ntime, nonce, version_bits, version, share_diff, achieved_diff, hash, is_block)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING`
+
+// insertShare stores a found block's share row (account and worker ids
+// resolved).
+func insertShare(ctx context.Context, db querier, r *shareRow) error {
+	src := shareSource{rows: []shareRow{*r}}
+	vals, _ := src.Values()
+	if _, err := db.Exec(ctx, shareInsertSQL, vals...); err != nil {
+		return fmt.Errorf("insert share %s of found block: %w", r.rec.Hash, err)
+	}
 	return nil
 }
 
@@ -369,7 +402,13 @@ func (w *writer) commitTx(ctx context.Context, seg spool.SegmentInfo, end int64,
 			}
 		}
 		for i := range w.blocks {
-			if err := insertBlock(ctx, tx, &w.blocks[i].rec, w.blocks[i].aid, w.blocks[i].wid); err != nil {
+			b := &w.blocks[i]
+			if b.hasShare {
+				if err := insertShare(ctx, tx, &b.share); err != nil {
+					return err
+				}
+			}
+			if err := insertBlock(ctx, tx, &b.rec, b.aid, b.wid); err != nil {
 				return err
 			}
 		}

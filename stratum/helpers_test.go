@@ -140,11 +140,20 @@ func (s *recSink) RecordShare(_ context.Context, sh *Share) error {
 	return nil
 }
 
+// RecordBlock records the block and its share as one record, as the
+// ledger does: both or, with shareErr set, neither.
 func (s *recSink) RecordBlock(_ context.Context, b *FoundBlock) error {
 	s.ev.add("record_block")
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.blocks = append(s.blocks, *b)
+	if s.shareErr != nil {
+		return s.shareErr
+	}
+	c := *b
+	c.Share.Extranonce1 = append([]byte(nil), b.Share.Extranonce1...)
+	c.Share.Extranonce2 = append([]byte(nil), b.Share.Extranonce2...)
+	s.blocks = append(s.blocks, c)
+	s.shares = append(s.shares, c.Share)
 	return nil
 }
 

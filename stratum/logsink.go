@@ -40,8 +40,9 @@ func (l *LogSink) RecordShare(_ context.Context, s *Share) error {
 	return nil
 }
 
-// RecordBlock logs the found block.
-func (l *LogSink) RecordBlock(_ context.Context, b *FoundBlock) error {
+// RecordBlock logs the found block and its share.
+func (l *LogSink) RecordBlock(ctx context.Context, b *FoundBlock) error {
+	l.RecordShare(ctx, &b.Share)
 	l.log.Warn("found block recorded (log sink only)", zap.Int64("height", b.Height), zap.Stringer("hash", &b.Hash),
 		zap.String("account", b.Share.Account), zap.String("worker", b.Share.Worker),
 		zap.Int64("coinbase_sats", b.CoinbaseValue), zap.String("result", b.SubmitResult), zap.Bool("accepted", b.Accepted))

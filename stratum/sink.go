@@ -30,8 +30,10 @@ type Share struct {
 	// rolling); Version is the header version after the BIP310 merge
 	// (jobVersion &^ mask) | (bits & mask).
 	VersionBits, Version uint32
-	// Difficulty is the share difficulty in force when the job was sent
-	// to the miner (what the share is credited at).
+	// Difficulty is what the share is credited at: the share difficulty
+	// in force when the job was sent to the miner or, for a block whose
+	// hash misses that share target (share difficulty above the
+	// network's), the job's network difficulty, the target it met.
 	Difficulty float64
 	// Achieved is the difficulty the share's hash actually reached.
 	Achieved float64
@@ -78,9 +80,14 @@ type Sink interface {
 	RecordJob(ctx context.Context, job *work.Job) error
 	// RecordShare is called before the miner is told the share was
 	// accepted. When it returns an error the miner is told the share was
-	// not recorded, and the share is not counted.
+	// not recorded, and the share is not counted. It is not called for a
+	// share that found a block: RecordBlock records that one.
 	RecordShare(ctx context.Context, share *Share) error
-	// RecordBlock is called after a found block was submitted to the node.
+	// RecordBlock is called after a found block was submitted to the
+	// node, before the miner is answered. It records the block and its
+	// share (block.Share) as one record: both or neither, so that a block
+	// is never credited without the share that found it. When it returns
+	// an error the miner is told the share was not recorded.
 	RecordBlock(ctx context.Context, block *FoundBlock) error
 	// RecordReject counts a rejected share; it must not block.
 	RecordReject(reject *Reject)

@@ -73,7 +73,7 @@ func TestLogSink(t *testing.T) {
 		msgs = append(msgs, e.Level.String()+":"+e.Message)
 	}
 	got := strings.Join(msgs, ",")
-	if got != "debug:job,debug:share,warn:found block recorded (log sink only),debug:share rejected" {
+	if got != "debug:job,debug:share,debug:share,warn:found block recorded (log sink only),debug:share rejected" {
 		t.Fatalf("logged %s", got)
 	}
 	if f := logs.All()[1].ContextMap(); f["extranonce1"] != "07000001" || f["job"] != job.ID {

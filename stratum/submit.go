@@ -41,12 +41,16 @@ func (c *conn) submit(m *Message) {
 		return
 	}
 	sh := &sc.share
+	var err error
 	if sh.IsBlock {
-		c.foundBlock(sh)
+		// The block and its share are one record (RecordBlock): a block
+		// is never in the ledger without the share that found it.
+		err = c.foundBlock(sh)
+	} else {
+		ctx := c.s.sinkCall(c.s.cfg.Load().SinkTimeout)
+		err = c.s.sink.RecordShare(ctx, sh)
+		c.s.endSinkCall(ctx)
 	}
-	ctx := c.s.sinkCall(c.s.cfg.Load().SinkTimeout)
-	err := c.s.sink.RecordShare(ctx, sh)
-	c.s.endSinkCall(ctx)
 	if err != nil {
 		c.s.metrics.sinkErrors.WithLabelValues("record_share").Inc()
 		// Sampled: with the spool full every share fails the same way, and
@@ -191,6 +195,15 @@ func (c *conn) checkShare(m *Message, now time.Time, sc *scratch) (v verdict) {
 		isBlock = job.NetworkTarget.Meets(&hash)
 	}
 	c.s.hashers.Put(h)
+	if isBlock && !target.Meets(&hash) {
+		// A block whose hash misses the share target (share difficulty
+		// above the network's: regtest, testnet's 20-minute rule) is
+		// credited at the target it met, the network difficulty, as
+		// ckpool caps it: crediting the share difficulty would pay for
+		// work the hash does not prove, and `shares verify` would flag it.
+		diff = job.NetworkDiff
+		v.diff = diff
+	}
 
 	key := dupKey{en1: en1, ntime: ntime, nonce: nonce, version: version}
 	copy(key.en2[:], en2)
@@ -229,9 +242,11 @@ func (c *conn) checkShare(m *Message, now time.Time, sc *scratch) (v verdict) {
 	return v
 }
 
-// foundBlock assembles the block, submits it to the node and records it.
-// It runs before the share is recorded or answered.
-func (c *conn) foundBlock(sh *Share) {
+// foundBlock assembles the block, submits it to the node and records it
+// together with its share, before the miner is answered. The node gets
+// the block whatever the ledger does; the returned error is the ledger's
+// (neither the block nor its share was recorded).
+func (c *conn) foundBlock(sh *Share) error {
 	cfg := c.s.cfg.Load()
 	job := sh.Job
 	fb := FoundBlock{Share: *sh, Height: job.Height, Hash: sh.Hash}
@@ -270,9 +285,12 @@ func (c *conn) foundBlock(sh *Share) {
 	}
 	c.s.blocks.Add(1)
 	ctx, cancel := context.WithTimeout(c.s.opCtx, cfg.SinkTimeout)
+	defer cancel()
 	if err := c.s.sink.RecordBlock(ctx, &fb); err != nil {
 		c.s.metrics.sinkErrors.WithLabelValues("record_block").Inc()
-		c.log().Error("record found block", zap.Int64("height", job.Height), zap.Stringer("hash", &sh.Hash), zap.Error(err))
+		c.log().Error("FOUND BLOCK AND ITS SHARE NOT RECORDED", zap.Int64("height", job.Height), zap.Stringer("hash", &sh.Hash),
+			zap.String("account", sh.Account), zap.String("worker", sh.Worker), zap.Int64("coinbase_sats", fb.CoinbaseValue), zap.Error(err))
+		return err
 	}
-	cancel()
+	return nil
 }

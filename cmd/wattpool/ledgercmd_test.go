@@ -276,12 +276,16 @@ func TestSharesWindowOutput(t *testing.T) {
 		{time.Second + time.Microsecond, "carol", "rig9", "", 4},
 		{2 * time.Second, "alice", "rig0", "", 2.5},
 		{3 * time.Second, "bob", "rig1", "", 1},
-		{4 * time.Second, "alice", "rig0", "", 0.25}, // the block's share
-		{5 * time.Second, "bob", "rig1", "", 100},    // after the block: outside
+		{5 * time.Second, "bob", "rig1", "", 100}, // after the block: outside
 	})
-	found := &stratum.FoundBlock{Share: stratum.Share{Time: ledgerT0.Add(4 * time.Second), Account: "alice", Worker: "rig0", Job: job},
+	// The block's share (alice 0.25 at 4 s) is recorded with the block.
+	found := &stratum.FoundBlock{Share: stratum.Share{Time: ledgerT0.Add(4 * time.Second), Account: "alice", Worker: "rig0", Job: job,
+		Extranonce1: []byte{0, 0, 0, 1}, Extranonce2: []byte{0, 0, 0, 0xb1}, NTime: job.NTime, Nonce: 0xb1, Version: job.Version,
+		Difficulty: 0.25, Achieved: 0.5, Hash: chainhash.Hash{0xb1, 0x0c}, IsBlock: true},
 		Height: 100, Hash: chainhash.Hash{0xb1, 0x0c}, CoinbaseValue: 5_000_000_000, SubmitResult: "accepted"}
-	orphanJob := &stratum.FoundBlock{Share: stratum.Share{Time: ledgerT0.Add(4 * time.Second), Account: "bob", Worker: "rig1", Job: ledgerJob("gone", 1)},
+	// A block whose job never reached the ledger, found after the other.
+	orphanJob := &stratum.FoundBlock{Share: stratum.Share{Time: ledgerT0.Add(6 * time.Second), Account: "bob", Worker: "rig1", Job: ledgerJob("gone", 1),
+		Extranonce1: []byte{0, 0, 0, 1}, Extranonce2: []byte{0, 0, 0, 0xb2}, Difficulty: 1, Achieved: 2, Hash: chainhash.Hash{0xb2}, IsBlock: true},
 		Height: 100, Hash: chainhash.Hash{0xb2}, SubmitResult: "accepted"}
 	for _, b := range []*stratum.FoundBlock{found, orphanJob} {
 		if err := rec.RecordBlock(ctx, b); err != nil {
