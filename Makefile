@@ -35,7 +35,7 @@ fmt-check:
 
 ## bench: the Go benchmarks recorded in BENCHMARKS.md
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./stratum/... ./shares/...
+	$(GO) test -run '^$$' -bench . -benchmem ./stratum/... ./shares/... ./allocator/...
 
 ## loadtest: wattpool serve and minersim as separate processes on 127.0.0.1 (18,000
 ## connections, ledger on a throw-away PostgreSQL); numbers in BENCHMARKS.md.
