@@ -8,11 +8,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -21,9 +24,11 @@ import (
 	"github.com/btcsuite/btcd/chaincfg/v2"
 	"go.uber.org/zap"
 
+	"github.com/wattpool/wattpool/allocator"
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
 	"github.com/wattpool/wattpool/internal/devstack"
 	"github.com/wattpool/wattpool/stratum/minersim"
+	"github.com/wattpool/wattpool/stratum/work"
 )
 
 // demoKeyHex is the private key of the demo's payout and mining address.
@@ -74,16 +79,25 @@ type demoOptions struct {
 	Duration        time.Duration
 	// StatusEvery is the interval of the status line.
 	StatusEvery time.Duration
-	LogLevel    string
-	Out         io.Writer
+	// LeaseEvery is how long each lease price of the demo market holds
+	// (see demoMarket); 0 is demoLeaseEvery.
+	LeaseEvery time.Duration
+	LogLevel   string
+	Out        io.Writer
+
+	// marketURL and controlURL are the demo market's and the fleet
+	// control API's addresses, set by runDemo.
+	marketURL, controlURL string
 }
 
 // demoResult is what a demo run achieved.
 type demoResult struct {
-	Report   minersim.Report
-	Status   *status
-	Height   int64
-	Database string
+	Report minersim.Report
+	Status *status
+	Height int64
+	// Allocator is the allocator's view at the end.
+	Allocator *allocatorView
+	Database  string
 }
 
 // cmdDemo runs the embedded default behind `make demo`.
@@ -97,6 +111,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer, _ env
 	fs.Float64Var(&o.HashesPerSecond, "hashrate", 0.25, "hashes per second per simulated miner; on regtest about every second hash is a block")
 	fs.IntVar(&o.Blocks, "blocks", 440, "blocks to generate before mining (segwit activates at 432)")
 	fs.DurationVar(&o.StatusEvery, "status-every", 3*time.Second, "interval of the status line")
+	fs.DurationVar(&o.LeaseEvery, "lease-every", demoLeaseEvery, "how long each lease price of the demo market holds before the next")
 	fs.StringVar(&o.LogLevel, "log-level", "info", "level of the pool's log (written to <dir>/wattpool.log)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -172,6 +187,34 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	}
 	fmt.Fprintf(out, "demo: regtest chain at height %d (segwit active from 432)\n", height)
 
+	// The allocator's world: a market the demo serves (bitcoin priced so
+	// that hashprice stays $45/PH/day on regtest, and a lease price that
+	// alternates), and the fleet's control API, which the allocator acts
+	// through. The fleet is built once the pool's address is known.
+	var fleetHandler atomic.Pointer[http.Handler]
+	market := &demoMarket{node: o.Node, every: o.LeaseEvery, start: time.Now()}
+	if market.every <= 0 {
+		market.every = demoLeaseEvery
+	}
+	marketURL, stopMarket, err := serveDemoHTTP(ctx, market)
+	if err != nil {
+		return nil, err
+	}
+	defer stopMarket()
+	controlURL, stopControl, err := serveDemoHTTP(ctx, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := fleetHandler.Load()
+		if h == nil {
+			http.Error(w, "the fleet is not built yet", http.StatusServiceUnavailable)
+			return
+		}
+		(*h).ServeHTTP(w, r)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	defer stopControl()
+	o.marketURL, o.controlURL = marketURL, controlURL
+
 	cfg, err := demoPoolConfig(o, dir, payout)
 	if err != nil {
 		return nil, err
@@ -221,7 +264,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 
 	fleet, err := minersim.NewFleet(minersim.FleetConfig{
 		Miner:    minersim.MinerConfig{Addr: stratumAddr, User: "demo.rig", Password: "x", HashesPerSecond: o.HashesPerSecond},
-		Miners:   o.Miners,
+		Groups:   demoFleetGroups(o.Miners),
 		Duration: o.Duration,
 	}, log.Named("minersim"))
 	if err != nil {
@@ -229,7 +272,13 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 		<-appErr
 		return nil, err
 	}
+	h := fleet.Handler()
+	fleetHandler.Store(&h)
 	fmt.Fprintf(out, "demo: %d simulated miners (version rolling) at %g H/s each; Ctrl-C stops\n", o.Miners, o.HashesPerSecond)
+	fmt.Fprintf(out, "demo: allocator (act, every %v): rack-a (17.5 J/TH) mines for $65/MWh after $40 energy, rack-b (35 J/TH) for $12.50; "+
+		"the lease pays $%g then $%g (less energy: $%g, then $%g) for %v each, so rack-b is curtailed and resumed through minersim's control API %s; "+
+		"see http://%s/api/v1/allocator and 'wattpool allocator report'\n",
+		cfg.Allocator.Interval, demoLeaseLow, demoLeaseHigh, demoLeaseLow-40, demoLeaseHigh-40, market.every, controlURL, cfg.HTTPAddr)
 
 	fleetDone := make(chan struct{})
 	var report minersim.Report
@@ -253,6 +302,11 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 			stopped = true
 		}
 	}
+	// The allocator's last view, before the pool closes its database.
+	var allocView *allocatorView
+	if a.alloc != nil && runErr == nil {
+		allocView, _ = a.alloc.view(context.WithoutCancel(ctx))
+	}
 	stop()
 	<-fleetDone
 	if appErr != nil {
@@ -261,6 +315,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	res := &demoResult{Report: report, Database: o.DatabaseURL}
 	res.Height, _ = blockCount(context.WithoutCancel(ctx), o.Node)
 	res.Status, _ = a.status()
+	res.Allocator = allocView
 	fmt.Fprintf(out, "demo: stopped at height %d: %d shares accepted, %d rejected, %d blocks accepted by btcd\n",
 		res.Height, report.Accepted, report.Rejected, report.BlocksAccepted)
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
@@ -272,19 +327,132 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	return res, nil
 }
 
-// demoConfig groups the demo's miners so /api/v1/status shows hashrate
-// per group (even-numbered rigs in rack-a, odd ones in rack-b) and follows
-// found blocks every 2 s, so side-chain blocks are marked orphaned quickly.
+// demoConfig follows found blocks every 2 s, so side-chain blocks are
+// marked orphaned quickly, and runs the allocator over the demo's two
+// groups (rack-a efficient, rack-b not) in mode act, acting through
+// minersim's control API, with prices from the demo market. The
+// [[stratum.group]] rules come from demoGroupRules.
 const demoConfig = `
 [database]
 block_check_interval = "2s"
-[[stratum.group]]
-pattern = "demo.rig*[02468]"
-group = "rack-a"
-[[stratum.group]]
-pattern = "demo.rig*[13579]"
-group = "rack-b"
+
+[allocator]
+mode = "act"
+interval = "1s"
+pool_fee_bps = 200
+actuator = "minersim"
+minersim_url = "%[1]s"
+# Simulated miners grind a few hashes a second, not terahashes.
+hashrate_alert_fraction = 0
+# Regtest halves the subsidy every 150 blocks, and the demo mines a block
+# every second or two: for a moment around each halving the market's
+# bitcoin price and the template disagree. A switch needs 3 agreeing
+# evaluations in a row, so such a blip never flips a group.
+confirm_n = 3
+confirm_m = 3
+fees_window = 10
+[allocator.lease]
+price = 120
+energy_paid_by = "operator"
+[[allocator.group]]
+name = "rack-a"
+power_kw = 350
+hashrate_ths = 20000
+[[allocator.group]]
+name = "rack-b"
+power_kw = 350
+hashrate_ths = 10000
+[allocator.prices.energy_usd_per_mwh]
+source = "static"
+value = 40
+[allocator.prices.btc_usd]
+source = "http"
+url = "%[2]s"
+path = "btc_usd"
+refresh = "1s"
+[allocator.prices.lease_usd_per_mwh]
+source = "http"
+url = "%[2]s"
+path = "lease_usd_per_mwh"
+refresh = "1s"
 `
+
+// demoFleetGroups splits the fleet: the first half rack-a (efficient
+// machines), the rest rack-b.
+func demoFleetGroups(miners int) []minersim.GroupSpec {
+	a := max(1, miners/2)
+	gs := []minersim.GroupSpec{{Name: "rack-a", Count: a, Model: minersim.AntminerS19XP}}
+	if miners > a {
+		gs = append(gs, minersim.GroupSpec{Name: "rack-b", Count: miners - a, Model: minersim.AntminerS19})
+	}
+	return gs
+}
+
+// demoGroupRules puts the pool's workers in the fleet's groups: minersim
+// names miner i "demo.rig<i>" across groups, so rack-a's are named one by
+// one and every other rig falls in rack-b (first match wins).
+func demoGroupRules(miners int) string {
+	var b strings.Builder
+	for i := range demoFleetGroups(miners)[0].Count {
+		fmt.Fprintf(&b, "[[stratum.group]]\npattern = \"demo.rig%d\"\ngroup = \"rack-a\"\n", i)
+	}
+	b.WriteString("[[stratum.group]]\npattern = \"demo.rig*\"\ngroup = \"rack-b\"\n")
+	return b.String()
+}
+
+// The demo market's lease prices, and how long each holds by default.
+const (
+	demoLeaseLow   = 50.0
+	demoLeaseHigh  = 70.0
+	demoLeaseEvery = 30 * time.Second
+)
+
+// demoMarket serves the prices the demo's allocator reads over HTTP (GET
+// any path: {"btc_usd": ..., "lease_usd_per_mwh": ...}). Regtest's
+// difficulty is about 4.7e-10 and its subsidy halves every 150 blocks, so
+// bitcoin is priced to keep hashprice at $45/PH/day for the block being
+// mined, as a mainnet market might pay; the lease alternates between
+// demoLeaseLow and demoLeaseHigh every every, starting low.
+type demoMarket struct {
+	node  *demoNode
+	every time.Duration
+	start time.Time
+}
+
+func (m *demoMarket) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, err := blockCount(r.Context(), m.node)
+	if err != nil {
+		http.Error(w, "node: "+err.Error(), http.StatusBadGateway)
+		return
+	}
+	params := &chaincfg.RegressionNetParams
+	subsidy := allocator.SubsidyBTC(h+1, params)
+	if subsidy <= 0 {
+		http.Error(w, "regtest subsidy is exhausted: restart the demo with a fresh -dir", http.StatusServiceUnavailable)
+		return
+	}
+	target := work.TargetFromBits(params.PowLimitBits)
+	btcUSD := 45 * target.Diff() * (1 << 32) / (1e15 * 86400 * subsidy)
+	lease := demoLeaseLow
+	if int(time.Since(m.start)/m.every)%2 == 1 {
+		lease = demoLeaseHigh
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(map[string]float64{"btc_usd": btcUSD, "lease_usd_per_mwh": lease})
+}
+
+// serveDemoHTTP serves h on a free loopback port until stop is called.
+func serveDemoHTTP(ctx context.Context, h http.Handler) (url string, stop func(), err error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, fmt.Errorf("demo: %w", err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() { _ = srv.Close(); <-done }, nil
+}
 
 func printStatus(ctx context.Context, out io.Writer, a *app, n *demoNode) {
 	h, err := blockCount(ctx, n)
@@ -299,6 +467,27 @@ func printStatus(ctx context.Context, out io.Writer, a *app, n *demoNode) {
 	}
 	fmt.Fprintf(out, "status: height %d, miners %d, %s, shares accepted %d, rejected %d, blocks found %d%s, spool depth %d\n",
 		h, st.Ready, formatHashrate(st.Hashrate), st.Shares.Accepted, st.Shares.Rejected, st.Blocks.Found, verdicts(st.Blocks.ByResult), spool)
+	if a.alloc != nil {
+		if v, err := a.alloc.view(ctx); err == nil && v.Inputs != nil {
+			fmt.Fprintf(out, "allocator: lease $%g/MWh:%s\n", v.Inputs.LeaseUSDPerMWh, demoGroupsLine(v, a))
+		}
+	}
+}
+
+// demoGroupsLine describes each allocator group: its state, the two
+// values per MWh and the shares the pool accepted from its workers so far
+// (they stop growing while the group is curtailed).
+func demoGroupsLine(v *allocatorView, a *app) string {
+	shares := map[string]uint64{}
+	for _, w := range a.server.Workers() {
+		shares[w.Group] += w.Accepted
+	}
+	var b strings.Builder
+	for _, g := range v.Groups {
+		fmt.Fprintf(&b, " %s %s (mining $%.2f vs curtailed $%.2f per MWh; %d shares)", g.Name, strings.ToUpper(g.State),
+			g.MiningUSDPerMWh, g.CurtailedUSDPerMWh, shares[g.Name])
+	}
+	return b.String()
 }
 
 // verdicts renders the node's verdicts on found blocks as " (accepted 4,
@@ -399,7 +588,8 @@ func demoPoolConfig(o demoOptions, dir, payout string) (*config.Config, error) {
 		"WATTPOOL_MIN_DIFF":   "1e-10",
 		"WATTPOOL_MAX_DIFF":   "1e-10",
 	}
-	cfg, err := config.Parse([]byte(demoConfig), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
+	raw := fmt.Sprintf(demoConfig, o.controlURL, o.marketURL) + demoGroupRules(o.Miners)
+	cfg, err := config.Parse([]byte(raw), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {
 		return nil, fmt.Errorf("demo configuration:\n%w", err)
 	}
