@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
@@ -45,6 +46,9 @@ type app struct {
 	httpSrv *http.Server
 
 	alloc *allocLive // nil when allocator.mode is off
+
+	// draining is set once shutdown began: /readyz answers 503.
+	draining atomic.Bool
 }
 
 // newApp builds every part of the pool without starting any; on error it
@@ -284,6 +288,8 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 // /healthz and /metrics stay up during the drain. reload receives new
 // configurations (SIGHUP).
 func (a *app) run(ctx context.Context, reload <-chan *config.Config) error {
+	stopDrainFlag := context.AfterFunc(ctx, func() { a.draining.Store(true) })
+	defer stopDrainFlag()
 	httpErr := make(chan error, 1)
 	if a.httpSrv != nil {
 		a.log.Info("http listening", zap.Stringer("addr", a.httpLn.Addr()))

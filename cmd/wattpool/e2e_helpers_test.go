@@ -285,6 +285,20 @@ func (p poolHTTP) metric(series string) (float64, error) {
 	return 0, fmt.Errorf("/metrics has no sample %s", series)
 }
 
+// ready reads /readyz: its status code and document.
+func (p poolHTTP) ready() (int, readiness, error) {
+	var r readiness
+	resp, err := httpClient.Get("http://" + p.addr + "/readyz")
+	if err != nil {
+		return 0, r, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return resp.StatusCode, r, fmt.Errorf("/readyz: %w", err)
+	}
+	return resp.StatusCode, r, nil
+}
+
 // waitFor polls cond every 50ms until it holds; it fails the test when
 // limit passes first. It is a bound against hangs, not a timing assertion.
 func waitFor(t *testing.T, limit time.Duration, what string, cond func() (bool, error)) {

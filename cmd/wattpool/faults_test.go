@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -312,6 +313,15 @@ func TestSpoolLimit(t *testing.T) {
 	if n, err := pool.http.metric(`wattpool_stratum_shares_total{listener="default",reason="not_recorded",result="rejected"}`); err != nil || n < 150 {
 		t.Errorf("stratum not_recorded rejects metric = %v (%v)", n, err)
 	}
+	// A load balancer is told too: the instance can record no share.
+	waitFor(t, time.Minute, "/readyz to answer 503 for the ledger", func() (bool, error) {
+		code, r, err := pool.http.ready()
+		return err == nil && code == http.StatusServiceUnavailable && len(r.Reasons) == 1 &&
+			strings.HasPrefix(r.Reasons[0], "ledger: PostgreSQL cannot be written and the spool refuses shares"), err
+	})
+	if _, err := pool.http.get("/healthz"); err != nil {
+		t.Errorf("healthz with the ledger down: %v", err)
+	}
 	logs := pool.logs.String()
 	for _, want := range []string{"record share; rejecting it as not recorded", "limit 1048576 (is the database down?)"} {
 		if !strings.Contains(logs, want) {
@@ -329,6 +339,10 @@ func TestSpoolLimit(t *testing.T) {
 	})
 	waitFor(t, 3*time.Minute, "the pool to accept shares again", func() (bool, error) {
 		return fleet.accepted() >= accBack+500, nil
+	})
+	waitFor(t, time.Minute, "/readyz to answer 200 again", func() (bool, error) {
+		code, r, err := pool.http.ready()
+		return err == nil && code == http.StatusOK && r.Ready, err
 	})
 	if n, err := pool.http.metric("wattpool_stratum_bans_total"); err != nil || n != 0 {
 		t.Errorf("%v IP bans (%v): the miners were banned for shares the pool could not record", n, err)

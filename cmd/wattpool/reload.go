@@ -53,6 +53,7 @@ func restartNeeded(old, next *config.Config) []string {
 	diff("node.timeout", old.NodeTimeout != next.NodeTimeout)
 	diff("node.poll_interval", old.PollInterval != next.PollInterval)
 	diff("node.refresh_interval", old.RefreshInterval != next.RefreshInterval)
+	diff("node.max_template_age", old.MaxTemplateAge != next.MaxTemplateAge)
 	diff("node.longpoll", old.LongPoll != next.LongPoll)
 	diff("node.template_file", old.TemplateFile != next.TemplateFile)
 	diff("database.url", old.DatabaseURL != next.DatabaseURL)

@@ -55,7 +55,8 @@ type spoolStatus struct {
 	LagSeconds float64 `json:"lag_seconds"`
 }
 
-// handler serves /metrics, /api/v1/status, /api/v1/allocator and /healthz.
+// handler serves /metrics, /api/v1/status, /api/v1/allocator, /healthz
+// (liveness) and /readyz (readiness).
 func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
@@ -63,6 +64,7 @@ func (a *app) handler() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.HandleFunc("GET /api/v1/allocator", a.serveAllocator)
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		st, err := a.status()

@@ -56,6 +56,8 @@ type FileSource struct {
 	log     *zap.Logger
 	updates chan Update
 	started atomic.Bool
+	// lastTemplate is when a template was last sent (unix ns; 0: never).
+	lastTemplate atomic.Int64
 }
 
 // NewFileSource reads and validates the template file. The file holds the
@@ -111,6 +113,15 @@ func unwrapResult(raw []byte) (json.RawMessage, error) {
 // Updates delivers templates; it is closed when Run returns.
 func (f *FileSource) Updates() <-chan Update { return f.updates }
 
+// LastTemplate is when the file's template was last handed out (the zero
+// time: never), the file source's answer to Pool.LastTemplate.
+func (f *FileSource) LastTemplate() time.Time {
+	if ns := f.lastTemplate.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Run sends the template as a new block, then refreshes (and, with
 // WithFileNewBlockEvery, simulated new blocks) until ctx is done.
 func (f *FileSource) Run(ctx context.Context) error {
@@ -153,6 +164,7 @@ func (f *FileSource) Run(ctx context.Context) error {
 func (f *FileSource) send(ctx context.Context, u Update) bool {
 	select {
 	case f.updates <- u:
+		f.lastTemplate.Store(time.Now().UnixNano())
 		return true
 	case <-ctx.Done():
 		return false

@@ -75,6 +75,9 @@ type Pool struct {
 	updates chan Update
 	healthy []atomic.Bool
 	started atomic.Bool
+	// lastTemplate is when a node last answered getblocktemplate (unix
+	// ns; 0: never).
+	lastTemplate atomic.Int64
 
 	mu   sync.Mutex
 	last *Template // last template sent on updates
@@ -292,7 +295,18 @@ func (p *Pool) fetch(ctx context.Context, i int) (*Template, error) {
 	}
 	p.metrics.fetchSeconds.WithLabelValues(c.name).Observe(time.Since(start).Seconds())
 	p.setHealthy(i, true)
+	p.lastTemplate.Store(time.Now().UnixNano())
 	return t, nil
+}
+
+// LastTemplate is when a node last answered getblocktemplate (a fetch or
+// a longpoll; the zero time: never), whether or not the template changed:
+// how current the pool's work is, for readiness checks.
+func (p *Pool) LastTemplate() time.Time {
+	if ns := p.lastTemplate.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
 }
 
 func (p *Pool) nodeFailed(i int, err error) {
@@ -343,6 +357,7 @@ func (s *session) longPoll(ctx context.Context, id string, out chan<- *Template)
 			}
 			return fmt.Errorf("longpoll: %w", err)
 		}
+		s.pool.lastTemplate.Store(time.Now().UnixNano())
 		select {
 		case out <- t:
 		case <-ctx.Done():

@@ -62,6 +62,9 @@ type Config struct {
 	// is fetched on the same block (new transactions); LongPoll asks
 	// nodes that offer it for longpolled templates.
 	NodeTimeout, PollInterval, RefreshInterval time.Duration
+	// MaxTemplateAge: with no template from any node for longer, /readyz
+	// answers 503 (miners would mine stale work or none).
+	MaxTemplateAge time.Duration
 	LongPoll                                   bool
 	// TemplateFile replays a getblocktemplate JSON file instead of asking
 	// a node (demos and load tests; blocks found are only logged).
@@ -166,7 +169,7 @@ func Defaults() File {
 		Instance: InstanceFile{Name: "wattpool", ID: 0, SpoolDir: "spool", SpoolLimit: "4GiB", SpoolSync: "20ms", ShutdownTimeout: "30s"},
 		Log:      LogFile{Level: "info", Format: "json"},
 		Bitcoin:  BitcoinFile{Network: "mainnet", PoolTag: "/wattpool/"},
-		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "10s", LongPoll: true},
+		Node:     NodeFile{URLs: []string{}, Timeout: "30s", PollInterval: "250ms", RefreshInterval: "10s", MaxTemplateAge: "2m", LongPoll: true},
 		Database: DatabaseFile{BlockCheckInterval: "30s"},
 		Stratum: StratumFile{
 			Extranonce2Size: 4,

@@ -51,6 +51,7 @@ type NodeFile struct {
 	Timeout         string   `toml:"timeout"`
 	PollInterval    string   `toml:"poll_interval"`
 	RefreshInterval string   `toml:"refresh_interval"`
+	MaxTemplateAge  string   `toml:"max_template_age"`
 	LongPoll        bool     `toml:"longpoll"`
 	TemplateFile    string   `toml:"template_file"`
 }

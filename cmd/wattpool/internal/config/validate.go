@@ -206,6 +206,10 @@ func (v *validator) node(f *File, c *Config) {
 	c.NodeTimeout = v.duration("node.timeout", n.Timeout, 100*time.Millisecond)
 	c.PollInterval = v.duration("node.poll_interval", n.PollInterval, 10*time.Millisecond)
 	c.RefreshInterval = v.duration("node.refresh_interval", n.RefreshInterval, time.Second)
+	c.MaxTemplateAge = v.duration("node.max_template_age", n.MaxTemplateAge, time.Second)
+	if c.MaxTemplateAge > 0 && c.RefreshInterval > 0 && c.MaxTemplateAge <= c.RefreshInterval {
+		v.errorf("node.max_template_age", "%v must exceed node.refresh_interval %v (a template is fetched every refresh)", c.MaxTemplateAge, c.RefreshInterval)
+	}
 	c.LongPoll = n.LongPoll
 	c.TemplateFile = n.TemplateFile
 	if c.TemplateFile != "" {
