@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -639,4 +640,59 @@ func metricValue(m prometheus.Metric) float64 {
 		return d.Counter.GetValue()
 	}
 	return d.Gauge.GetValue()
+}
+
+// nopStore records nothing: the benchmark measures the evaluation alone.
+type nopStore struct{}
+
+func (nopStore) LatestStates(context.Context) (map[string]GroupState, error) { return nil, nil }
+func (nopStore) Overrides(context.Context, time.Time) (map[string]Override, error) {
+	return nil, nil
+}
+func (nopStore) Record(context.Context, []Record) error { return nil }
+
+// BenchmarkLoopStep is one live evaluation of n groups with in-memory
+// prices, templates, store and actuator: what the loop itself costs.
+func BenchmarkLoopStep(b *testing.B) {
+	for _, n := range []int{3, 100, 1000} {
+		b.Run(strconv.Itoa(n)+"groups", func(b *testing.B) {
+			groups := make([]Group, n)
+			for i := range groups {
+				groups[i] = Group{Name: "g" + strconv.Itoa(i), PowerKW: 350, HashrateTHs: 10000 + float64(i)*20}
+			}
+			clock := &fakeClock{t: liveT0}
+			lease := &valueSource{name: "lease", v: 100}
+			measured := fixedHashrates{}
+			for _, g := range groups {
+				measured[g.Name] = g.HashrateTHs
+			}
+			l, err := NewLoop(LoopConfig{
+				Config: Config{Mode: ModeAct, Interval: time.Minute, ConfirmN: 2, ConfirmM: 3, StaleAfter: time.Hour,
+					FeesWindow: 144, HashrateAlertFraction: 0.25, EmergencyEnergyUSDPerMWh: 500,
+					Params: Params{PoolFeeBps: 200, Groups: groups, Lease: Lease{USDPerMWh: 120, OperatorPaysEnergy: true, MaxMW: float64(n) / 10}}},
+				Instance: "bench", Policy: Merit{},
+				Prices: map[string]PriceSource{PriceBTCUSD: &valueSource{name: "btc", v: liveBTCUSD},
+					PriceEnergy: &valueSource{name: "energy", v: 40}, PriceLease: lease},
+				Actuator:  &fakeActuator{},
+				Templates: fixedTemplates{{Height: liveHeight, NetworkDifficulty: liveDifficulty, CoinbaseValueSats: 312_500_000}},
+				Subsidy:   func(h int64) float64 { return SubsidyBTC(h, &chaincfg.MainNetParams) },
+				Hashrates: measured, Store: nopStore{}, Elector: &fakeElector{answers: []bool{true}},
+				Now: clock.now, Registerer: prometheus.NewRegistry(),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				// The lease swings every 5 evaluations, so groups switch.
+				lease.v = 100 + float64(i/5%2)*40
+				clock.advance(time.Minute)
+				if err := l.Step(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }

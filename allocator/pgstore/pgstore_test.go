@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,32 @@ func TestElector(t *testing.T) {
 	e2.Close()
 	if !lead(e1) {
 		t.Fatal("old leader did not take over after the new one gave up")
+	}
+}
+
+// BenchmarkRecord is the decision rows of one evaluation written to real
+// PostgreSQL (one COPY), for n groups.
+func BenchmarkRecord(b *testing.B) {
+	db, _ := migrated(b)
+	s := New(db)
+	ctx := context.Background()
+	for _, n := range []int{3, 100} {
+		b.Run(strconv.Itoa(n)+"groups", func(b *testing.B) {
+			rows := make([]allocator.Record, n)
+			for i := range rows {
+				rows[i] = record("g"+strconv.Itoa(i), day1, allocator.Mining, allocator.Mining, 350, 65, 60, time.Minute)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				at := day1.Add(time.Duration(i) * time.Minute)
+				for j := range rows {
+					rows[j].Time, rows[j].Market.Time = at, at
+				}
+				if err := s.Record(ctx, rows); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
