@@ -94,6 +94,10 @@ type MinerConfig struct {
 	ID    int
 	Group string
 	Model Model
+	// WakeRamp is how long a resumed miner takes before it hashes again
+	// (0: at once); meanwhile it reads mining with zero hashrate and idle
+	// power, and submits nothing.
+	WakeRamp time.Duration
 
 	// OnAccepted, when set, is called for every accepted share on the
 	// connection's reader goroutine; it must be quick and safe for
@@ -165,6 +169,9 @@ func (c MinerConfig) withDefaults() (MinerConfig, error) {
 	}
 	if c.Group == "" {
 		c.Group = "default"
+	}
+	if c.WakeRamp < 0 {
+		return c, fmt.Errorf("miner wake ramp %v: want >= 0", c.WakeRamp)
 	}
 	return c, nil
 }

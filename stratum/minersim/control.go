@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 )
 
 // Miner states as the control API reports them.
@@ -20,6 +21,8 @@ type MinerStatus struct {
 	Model     string `json:"model"`
 	State     string `json:"state"`
 	Connected bool   `json:"connected"`
+	// Ramping: resumed, still within the configured wake ramp.
+	Ramping bool `json:"ramping,omitempty"`
 	// TerahashPerSecond and PowerWatts come from the power model: nominal
 	// hashrate and draw while mining, zero and idle draw while curtailed.
 	TerahashPerSecond float64 `json:"hashrate_ths"`
@@ -35,14 +38,16 @@ type MinerStatus struct {
 // Status returns the miner's current status.
 func (m *Miner) Status() MinerStatus {
 	curtailed := m.curtailed.Load()
-	ths, w := m.cfg.Model.Power(curtailed)
+	ramping := !curtailed && m.rampingAt(m.now())
+	// A ramping miner draws idle power and hashes nothing yet.
+	ths, w := m.cfg.Model.Power(curtailed || ramping)
 	state := StateMining
 	if curtailed {
 		state = StateCurtailed
 	}
 	return MinerStatus{
 		ID: m.cfg.ID, Worker: m.cfg.User, Group: m.cfg.Group, Model: m.cfg.Model.Name,
-		State: state, Connected: m.connected.Load(),
+		State: state, Connected: m.connected.Load(), Ramping: ramping,
 		TerahashPerSecond: ths, PowerWatts: w,
 		Hashes: m.hashes.Load(), Submitted: m.submitted.Load(),
 		Accepted: m.accepted.Load(), Rejected: m.rejected.Load(),
@@ -50,12 +55,22 @@ func (m *Miner) Status() MinerStatus {
 }
 
 // SetCurtailed stops (true) or resumes (false) hashing. A curtailed miner
-// keeps its pool connection, like firmware sleep mode, so resuming is
-// instant.
+// keeps its pool connection, like firmware sleep mode; a resumed one hashes
+// again after its WakeRamp.
 func (m *Miner) SetCurtailed(curtailed bool) {
+	if !curtailed && m.curtailed.Load() && m.cfg.WakeRamp > 0 {
+		// Set before the flag flips, so no slice runs between the two.
+		m.wakeAt.Store(m.now().Add(m.cfg.WakeRamp).UnixNano())
+	}
 	if m.curtailed.Swap(curtailed) && !curtailed {
 		m.wake()
 	}
+}
+
+// rampingAt reports whether a resumed miner is still warming up at now.
+func (m *Miner) rampingAt(now time.Time) bool {
+	at := m.wakeAt.Load()
+	return at != 0 && now.UnixNano() < at
 }
 
 // GroupStatus sums a worker group.

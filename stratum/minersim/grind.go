@@ -131,6 +131,10 @@ func (m *Miner) grindSlice(h *work.Hasher) outcome {
 		m.mu.Unlock()
 		return outWait
 	}
+	if m.rampingAt(now) {
+		m.mu.Unlock()
+		return outSleep // the tick looks again until the ramp ends
+	}
 	if s.inflight > 0 {
 		m.expireLocked(s, now)
 	}

@@ -30,6 +30,9 @@ type Miner struct {
 	// Per-miner counters for the control API.
 	submitted, accepted, rejected, hashes atomic.Uint64
 	connected, curtailed                  atomic.Bool
+	// wakeAt is when a resumed miner's ramp ends (unix nanoseconds): no
+	// shares before it, like firmware warming its hash boards up.
+	wakeAt atomic.Int64
 
 	// Scheduling state shared with the Grinder (see grinder.go).
 	sched    atomic.Uint32
