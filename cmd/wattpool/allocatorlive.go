@@ -211,6 +211,15 @@ func (t *templateTee) SubmitBlock(ctx context.Context, b *wire.MsgBlock) (node.S
 	return t.inner.SubmitBlock(ctx, b)
 }
 
+// LastTemplate is the inner source's answer (readiness, /readyz): the
+// tee must not hide it. Both node.Pool and node.FileSource have it.
+func (t *templateTee) LastTemplate() time.Time {
+	if tc, ok := t.inner.(interface{ LastTemplate() time.Time }); ok {
+		return tc.LastTemplate()
+	}
+	return time.Time{}
+}
+
 // Recent implements allocator.Templates.
 func (t *templateTee) Recent(n int) []allocator.TemplateInfo {
 	t.mu.Lock()

@@ -211,3 +211,35 @@ func TestTemplateTee(t *testing.T) {
 		t.Error("updates not closed after Run")
 	}
 }
+
+// TestTemplateTeeKeepsLastTemplate: /readyz still sees when the node
+// last gave a template through the tee.
+func TestTemplateTeeKeepsLastTemplate(t *testing.T) {
+	src, err := node.NewFileSource(mainnetTemplate(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a app
+	a.source = newTemplateTee(src, 1)
+	if _, ok := a.source.(templateClock); !ok {
+		t.Fatal("the tee hides LastTemplate from readiness")
+	}
+}
+
+// FuzzDayFlag: the report's -from/-to never panic, and a day parses to
+// its UTC midnight.
+func FuzzDayFlag(f *testing.F) {
+	for _, s := range []string{"2026-03-01", "2026-03-01T12:00:00Z", "2026-03-01T12:00:00.5+02:00", "March", "", "2026-02-30"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var d dayFlag
+		if err := d.Set(s); err != nil {
+			return
+		}
+		if day, err := time.Parse(time.DateOnly, s); err == nil && !d.t.Equal(day) {
+			t.Fatalf("%q parsed as %v", s, d.t)
+		}
+		_ = d.String()
+	})
+}
