@@ -134,7 +134,7 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 	if firmMW := FirmMW(p.Lease.Firm, t); firmMW > 0 {
 		var covered float64
 		for _, i := range e.byJoules {
-			if covered >= firmMW {
+			if covered >= firmMW-epsilonMW {
 				break
 			}
 			d := &dec[i]
@@ -160,7 +160,7 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 		}
 		d := &dec[i]
 		mw := p.Groups[i].MW()
-		fits := mw <= roomMW && leaseMW+mw <= siteMW
+		fits := mw <= roomMW+epsilonMW && leaseMW+mw <= siteMW+epsilonMW
 		if fits {
 			d.CurtailedUSDPerMWh = leased
 		}
@@ -218,7 +218,7 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 				continue
 			}
 			mw := p.Groups[i].MW()
-			if mw <= left {
+			if mw <= left+epsilonMW {
 				left -= mw
 				continue
 			}
@@ -243,6 +243,11 @@ func (e *evaluator) evaluate(p *Params, m Market, state func(i int, name string)
 }
 
 var inf = math.Inf(1)
+
+// epsilonMW (a milliwatt) absorbs the rounding of sums of powers, so that
+// groups of 0.35 and 0.3 MW (0.6499999999999999 in floating point) cover
+// a firm step of 0.65 and fit a room of 0.65.
+const epsilonMW = 1e-9
 
 // byValueThenIndex orders by value (never NaN: prices are validated),
 // equal values in configuration order (group indexes a and b), so that

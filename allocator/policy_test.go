@@ -354,3 +354,20 @@ func TestMeritOrderWithoutHashprice(t *testing.T) {
 	// With a hashprice, b (the lower mining value) comes first.
 	runSeries(t, p, []step{{m: polMarket(t0, 1, 0, 10), after: "MC", rules: []Rule{RuleHold, RuleLeaseWins}}})
 }
+
+func TestPowerSumsAreNotFooledByRounding(t *testing.T) {
+	// 0.35 + 0.3 is 0.6499999999999999 in floating point: it still covers
+	// a firm step of 0.65 and fits max_mw 0.65 and site_mw 0.65.
+	g35 := Group{Name: "g35", PowerKW: 350, HashrateTHs: 10000} // 35 J/TH
+	g30 := Group{Name: "g30", PowerKW: 300, HashrateTHs: 10000} // 30 J/TH
+	g20 := Group{Name: "g20", PowerKW: 200, HashrateTHs: 10000} // 20 J/TH
+	p := &Params{Lease: Lease{USDPerMWh: 1, Firm: []FirmStep{{From: t0, MW: 0.65}}}, Groups: []Group{g35, g30, g20}}
+	runSeries(t, p, []step{{m: polMarket(t0, 60, 0, 1), after: "CCM", rules: []Rule{RuleFirm, RuleFirm, RuleHold}}})
+	// Lease room: the lease (200) beats every group; g35 (lowest mining
+	// value) takes 0.35 of 0.65, g30 fits the 0.3 left, g20 does not.
+	p = &Params{Lease: Lease{USDPerMWh: 200, MaxMW: 0.65}, Groups: []Group{g35, g30, g20}}
+	runSeries(t, p, []step{{m: polMarket(t0, 60, 0, 200), after: "CCM", rules: []Rule{RuleLeaseWins, RuleLeaseWins, RuleHold}}})
+	// Site cap 0.85: g20 (highest mining value) 0.2, g30 0.3, g35 0.35.
+	p = &Params{SiteMW: 0.85, Lease: Lease{USDPerMWh: 1}, Groups: []Group{g35, g30, g20}}
+	runSeries(t, p, []step{{m: polMarket(t0, 60, 0, 1), after: "MMM", rules: []Rule{RuleHold, RuleHold, RuleHold}}})
+}
