@@ -1,0 +1,120 @@
+package payout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/big"
+	"time"
+
+	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// ErrUnknownBlock is returned for a block the ledger does not have.
+var ErrUnknownBlock = errors.New("block not in the ledger")
+
+// DB is what the reader needs of a connection, pool or transaction.
+type DB interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// Reader reads blocks and share rows from the ledger's PostgreSQL schema.
+type Reader struct {
+	db DB
+}
+
+// NewReader returns a Reader over db.
+func NewReader(db DB) *Reader { return &Reader{db: db} }
+
+// StoredBlock is a found block as the ledger holds it.
+type StoredBlock struct {
+	Block
+	Hash   chainhash.Hash
+	Height int64
+	Status string
+}
+
+// Block reads a found block, its job's network difficulty and the pool's
+// previous block that was not orphaned.
+func (r *Reader) Block(ctx context.Context, hash chainhash.Hash) (StoredBlock, error) {
+	b := StoredBlock{Hash: hash}
+	var netDiff *float64
+	var prev *time.Time
+	err := r.db.QueryRow(ctx, `SELECT b.found_at, b.coinbase_sats, b.height, b.status::text, j.network_diff,
+		(SELECT max(p.found_at) FROM blocks p WHERE p.found_at < b.found_at AND p.status <> 'orphaned')
+		FROM blocks b LEFT JOIN jobs j ON j.instance = b.instance AND j.job_id = b.job_id WHERE b.hash = $1`,
+		hash[:]).Scan(&b.FoundAt, &b.CoinbaseSats, &b.Height, &b.Status, &netDiff, &prev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return b, fmt.Errorf("block %s: %w", hash, ErrUnknownBlock)
+	}
+	if err != nil {
+		return b, fmt.Errorf("read block %s: %w", hash, err)
+	}
+	if netDiff != nil {
+		b.NetworkDiff = *netDiff
+	}
+	if prev != nil {
+		b.PrevFoundAt = *prev
+	}
+	return b, nil
+}
+
+// Source returns a Source streaming share rows from ctx's database.
+func (r *Reader) Source(ctx context.Context) Source { return pgSource{ctx: ctx, db: r.db} }
+
+type pgSource struct {
+	ctx context.Context
+	db  DB
+}
+
+// Walk streams the shares newest first, served by the shares primary key
+// (time, share_id) backwards: memory does not grow with the window.
+func (s pgSource) Walk(end, since time.Time, fn func(Share) (bool, error)) error {
+	sql := `SELECT s.time, s.share_id, a.name, w.name, s.share_diff FROM shares s
+		JOIN workers w ON w.id = s.worker_id JOIN accounts a ON a.id = s.account_id
+		WHERE s.time <= $1 AND ($2::timestamptz IS NULL OR s.time > $2) ORDER BY s.time DESC, s.share_id DESC`
+	var lower *time.Time
+	if !since.IsZero() {
+		lower = &since
+	}
+	rows, err := s.db.Query(s.ctx, sql, end, lower)
+	if err != nil {
+		return fmt.Errorf("read shares: %w", err)
+	}
+	defer rows.Close()
+	var sh Share
+	for rows.Next() {
+		if err := rows.Scan(&sh.Time, &sh.ID, &sh.Account, &sh.Worker, &sh.Diff); err != nil {
+			return fmt.Errorf("read shares: %w", err)
+		}
+		more, err := fn(sh)
+		if err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read shares: %w", err)
+	}
+	return nil
+}
+
+// Explain recomputes the split of the found block hash for p from the
+// ledger's raw shares.
+func (r *Reader) Explain(ctx context.Context, p Params, hash chainhash.Hash, each func(Share, *big.Rat) error) (StoredBlock, Result, error) {
+	b, err := r.Block(ctx, hash)
+	if err != nil {
+		return b, Result{}, err
+	}
+	res, err := Compute(p, b.Block, r.Source(ctx), each)
+	if err != nil {
+		return b, res, fmt.Errorf("block %s: %w", hash, err)
+	}
+	return b, res, nil
+}
