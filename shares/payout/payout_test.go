@@ -63,7 +63,7 @@ func TestCompute(t *testing.T) {
 			// are outside. fee floor(1000 x 150 / 10000) = 15; 985 x 7/9 =
 			// 766.1, 985 x 2/9 = 218.9; remainder 985 - 984 = 1.
 			name: "pplns difficulty change inside the window, rounding remainder", p: Params{Scheme: PPLNS, FeeBps: 150, Window: WindowSize{Diff: 9}},
-			b: Block{FoundAt: t0.Add(5 * time.Second), CoinbaseSats: 1000},
+			b:    Block{FoundAt: t0.Add(5 * time.Second), CoinbaseSats: 1000},
 			rows: Rows{sh(1, 1, "alice", 1), sh(2, 2, "alice", 1), sh(3, 3, "alice", 4), sh(4, 4, "bob", 2), sh(5, 5, "alice", 4)},
 			n:    "9", shares: 3, complete: true, d: "9", fee: 15, rem: 1,
 			credits:    []wantCredit{{"alice", "7", 766}, {"bob", "2", 218}},
@@ -127,16 +127,16 @@ func TestCompute(t *testing.T) {
 			// the round is alice 1 (4 s) and carol 2 (5 s). fee
 			// floor(10.01) = 10; 991/3 = 330.3, 1982/3 = 660.7; rem 1.
 			name: "prop since the previous block", p: Params{Scheme: PROP, FeeBps: 100},
-			b:    Block{FoundAt: t0.Add(5 * time.Second), CoinbaseSats: 1001, PrevFoundAt: t0.Add(3 * time.Second)},
-			rows: Rows{sh(1, 1, "alice", 5), sh(3, 3, "bob", 7), sh(4, 4, "alice", 1), sh(5, 5, "carol", 2), sh(6, 6, "bob", 9)},
+			b:      Block{FoundAt: t0.Add(5 * time.Second), CoinbaseSats: 1001, PrevFoundAt: t0.Add(3 * time.Second)},
+			rows:   Rows{sh(1, 1, "alice", 5), sh(3, 3, "bob", 7), sh(4, 4, "alice", 1), sh(5, 5, "carol", 2), sh(6, 6, "bob", 9)},
 			shares: 2, complete: true, d: "3", fee: 10, rem: 1,
 			credits: []wantCredit{{"alice", "1", 330}, {"carol", "2", 660}},
 		},
 		{
-			name: "prop, first block of the pool: every share before it",
-			p:    Params{Scheme: PROP},
-			b:    Block{FoundAt: t0.Add(5 * time.Second), CoinbaseSats: 1000},
-			rows: Rows{sh(1, 1, "alice", 5), sh(3, 3, "bob", 3), sh(6, 6, "bob", 9)},
+			name:   "prop, first block of the pool: every share before it",
+			p:      Params{Scheme: PROP},
+			b:      Block{FoundAt: t0.Add(5 * time.Second), CoinbaseSats: 1000},
+			rows:   Rows{sh(1, 1, "alice", 5), sh(3, 3, "bob", 3), sh(6, 6, "bob", 9)},
 			shares: 2, complete: true, d: "8", credits: []wantCredit{{"alice", "5", 625}, {"bob", "3", 375}},
 		},
 	} {
