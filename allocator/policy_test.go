@@ -274,6 +274,18 @@ func TestFirmRoomCountsAgainstMaxMW(t *testing.T) {
 	runSeries(t, p, []step{
 		{m: polMarket(t0, 60, 0, 110), after: "MCCM", rules: []Rule{RuleHold, RuleFirm, RuleLeaseWins, RuleHold}},
 	})
+	// Groups come whole: firm 1.5 MW with max_mw 1.5 takes b (50 J/TH)
+	// and d (40 J/TH), 2 MW, over max_mw by less than one group; no room
+	// is left for the merit order (a and c, though the lease pays more,
+	// mine).
+	p = &Params{Lease: Lease{USDPerMWh: 110, MaxMW: 1.5, Firm: []FirmStep{{From: t0, MW: 1.5}}},
+		Groups: []Group{gA, gB, gD, gC}}
+	dec := runSeries(t, p, []step{
+		{m: polMarket(t0, 60, 0, 110), after: "MCCM", rules: []Rule{RuleHold, RuleFirm, RuleFirm, RuleHold}},
+	})
+	if dec[0][0].CurtailedUSDPerMWh != 0 || dec[0][3].CurtailedUSDPerMWh != 0 || dec[0][1].CurtailedUSDPerMWh != 110 {
+		t.Errorf("values %s: want no room for a and c, b leased", values(dec[0]))
+	}
 	// Firm above every group's power (validation refuses it; the policy
 	// curtails them all).
 	p = &Params{Lease: Lease{USDPerMWh: 1, Firm: []FirmStep{{From: t0, MW: 50}}}, Groups: []Group{gA, gB}}
