@@ -79,17 +79,25 @@ func TestTrackerFollowsBlocksToMaturityOrOrphan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ledger := NewLedger(db)
+	if c, err := ledger.BlockCounts(ctx, r.opts.instance); err != nil || c != (BlockCounts{Stored: 2, Pending: 2}) {
+		t.Fatalf("block counts before the tracker: %+v (%v)", c, err)
+	}
 	steps := []struct {
 		name    string
 		act     func()
 		changes int
 		status  map[chainhash.Hash]string
+		counts  BlockCounts
 	}{
-		{"both confirmed", func() {}, 2, map[chainhash.Hash]string{ours: StatusConfirmed, doomed: StatusConfirmed}},
-		{"no change, no history", func() {}, 0, map[chainhash.Hash]string{ours: StatusConfirmed, doomed: StatusConfirmed}},
+		{"both confirmed", func() {}, 2, map[chainhash.Hash]string{ours: StatusConfirmed, doomed: StatusConfirmed},
+			BlockCounts{Stored: 2, InMainChain: 2}},
+		{"no change, no history", func() {}, 0, map[chainhash.Hash]string{ours: StatusConfirmed, doomed: StatusConfirmed},
+			BlockCounts{Stored: 2, InMainChain: 2}},
 		{"reorg replaces height 8", func() { chain.main = chain.main[:8]; chain.extend(4, 'b') }, 1,
-			map[chainhash.Hash]string{ours: StatusConfirmed, doomed: StatusOrphaned}},
-		{"ours matures", func() { chain.extend(3, 'b') }, 1, map[chainhash.Hash]string{ours: StatusMature, doomed: StatusOrphaned}},
+			map[chainhash.Hash]string{ours: StatusConfirmed, doomed: StatusOrphaned}, BlockCounts{Stored: 2, InMainChain: 1, Orphaned: 1}},
+		{"ours matures", func() { chain.extend(3, 'b') }, 1, map[chainhash.Hash]string{ours: StatusMature, doomed: StatusOrphaned},
+			BlockCounts{Stored: 2, InMainChain: 1, Mature: 1, Orphaned: 1}},
 	}
 	for _, st := range steps {
 		st.act()
@@ -111,6 +119,12 @@ func TestTrackerFollowsBlocksToMaturityOrOrphan(t *testing.T) {
 				t.Fatalf("%s: block %x is %s, want %s", st.name, hash[:2], got, want)
 			}
 		}
+		if c, err := ledger.BlockCounts(ctx, r.opts.instance); err != nil || c != st.counts {
+			t.Fatalf("%s: block counts %+v (%v), want %+v", st.name, c, err, st.counts)
+		}
+	}
+	if c, err := ledger.BlockCounts(ctx, "another-instance"); err != nil || c != (BlockCounts{}) {
+		t.Fatalf("another instance's block counts %+v (%v)", c, err)
 	}
 	if h := history(t, db, ours); fmt.Sprint(h) != "[pending confirmed mature]" {
 		t.Fatalf("history of ours: %v", h)

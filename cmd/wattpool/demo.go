@@ -302,11 +302,13 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 			stopped = true
 		}
 	}
-	// The allocator's last view, before the pool closes its database.
+	// The allocator's last view and the status (its block counts read
+	// the database), before the pool closes its database.
 	var allocView *allocatorView
 	if a.alloc != nil && runErr == nil {
 		allocView, _ = a.alloc.view(context.WithoutCancel(ctx))
 	}
+	lastStatus, _ := a.status()
 	stop()
 	<-fleetDone
 	if appErr != nil {
@@ -314,10 +316,10 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	}
 	res := &demoResult{Report: report, Database: o.DatabaseURL}
 	res.Height, _ = blockCount(context.WithoutCancel(ctx), o.Node)
-	res.Status, _ = a.status()
+	res.Status = lastStatus
 	res.Allocator = allocView
-	fmt.Fprintf(out, "demo: stopped at height %d: %d shares accepted, %d rejected, %d blocks accepted by btcd\n",
-		res.Height, report.Accepted, report.Rejected, report.BlocksAccepted)
+	fmt.Fprintf(out, "demo: stopped at height %d: %d shares accepted, %d rejected; %s\n",
+		res.Height, report.Accepted, report.Rejected, chainLine(res.Status))
 	if runErr != nil && !errors.Is(runErr, context.Canceled) {
 		return res, fmt.Errorf("demo: pool: %w", runErr)
 	}
@@ -465,8 +467,8 @@ func printStatus(ctx context.Context, out io.Writer, a *app, n *demoNode) {
 	if st.Spool != nil {
 		spool = st.Spool.Records
 	}
-	fmt.Fprintf(out, "status: height %d, miners %d, %s, shares accepted %d, rejected %d, blocks found %d%s, spool depth %d\n",
-		h, st.Ready, formatHashrate(st.Hashrate), st.Shares.Accepted, st.Shares.Rejected, st.Blocks.Found, verdicts(st.Blocks.ByResult), spool)
+	fmt.Fprintf(out, "status: height %d, miners %d, %s, shares accepted %d, rejected %d, %s, spool depth %d\n",
+		h, st.Ready, formatHashrate(st.Hashrate), st.Shares.Accepted, st.Shares.Rejected, chainLine(st), spool)
 	if a.alloc != nil {
 		if v, err := a.alloc.view(ctx); err == nil && v.Inputs != nil {
 			fmt.Fprintf(out, "allocator: lease $%g/MWh:%s\n", v.Inputs.LeaseUSDPerMWh, demoGroupsLine(v, a))
@@ -492,6 +494,20 @@ func demoGroupsLine(v *allocatorView, a *app) string {
 
 // verdicts renders the node's verdicts on found blocks as " (accepted 4,
 // rejected 1)", in a stable order, or "" when there are none.
+// chainLine says how the found blocks stand: submitted (with the node's
+// verdicts) is not in the main chain, since an accepted block can still go
+// to a side chain; the block tracker tells which.
+func chainLine(st *status) string {
+	if st == nil {
+		return "blocks: status unavailable"
+	}
+	line := fmt.Sprintf("blocks submitted %d%s", st.Blocks.Found, verdicts(st.Blocks.ByResult))
+	if c := st.Blocks.Chain; c != nil {
+		line += fmt.Sprintf(", in the main chain %d, orphaned %d, not yet seen %d", c.InMainChain, c.Orphaned, c.Pending)
+	}
+	return line
+}
+
 func verdicts(byResult map[string]int64) string {
 	if len(byResult) == 0 {
 		return ""

@@ -387,6 +387,14 @@ func TestDemo(t *testing.T) {
 	if confirmed == 0 {
 		t.Errorf("no stored block is confirmed: the block tracker did not run")
 	}
+	// The demo says what is in the main chain, not only what was
+	// submitted: on regtest many accepted blocks end on side chains.
+	if c := res.Status.Blocks.Chain; c == nil || c.Stored == 0 || c.Stored != c.Pending+c.InMainChain+c.Orphaned {
+		t.Errorf("status block counts %+v (%s)", c, res.Status.Blocks.ChainError)
+	}
+	if !strings.Contains(out.String(), ", in the main chain ") {
+		t.Errorf("the demo's lines do not say how many blocks are in the main chain")
+	}
 	o, e, err := runCmd(t, ctx, mapEnv(map[string]string{"WATTPOOL_DATABASE_URL": dbURL}), "shares", "verify")
 	if err != nil || !strings.Contains(o, fmt.Sprintf("OK: %d shares checked, 0 mismatches", shares)) {
 		t.Fatalf("shares verify: %v\n%s%s", err, o, e)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"time"
@@ -9,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap"
 
+	"github.com/wattpool/wattpool/shares"
 	"github.com/wattpool/wattpool/stratum"
 )
 
@@ -44,9 +46,18 @@ type shareCounts struct {
 	Rejects  map[string]uint64 `json:"rejects_by_reason"`
 }
 
+// blockCounts separates what was submitted from what is in the chain: a
+// block the node accepted can still end on a side chain.
 type blockCounts struct {
+	// Found is every block this instance found and submitted since it
+	// started; ByResult is the node's verdicts on those submissions.
 	Found    uint64           `json:"found"`
-	ByResult map[string]int64 `json:"by_result"` // the node's verdicts
+	ByResult map[string]int64 `json:"by_result"`
+	// Chain is how this instance's stored blocks stand on the chain (all
+	// time, from the block tracker); absent without a database or when it
+	// could not be read (ChainError says why).
+	Chain      *shares.BlockCounts `json:"chain,omitempty"`
+	ChainError string              `json:"chain_error,omitempty"`
 }
 
 type spoolStatus struct {
@@ -108,12 +119,26 @@ func (a *app) status() (*status, error) {
 			st.Shares.Rejected += n
 		}
 	}
+	if a.db != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), statusQueryTimeout)
+		c, err := shares.NewLedger(a.db).BlockCounts(ctx, a.cfg.Instance)
+		cancel()
+		if err != nil {
+			st.Blocks.ChainError = err.Error()
+		} else {
+			st.Blocks.Chain = &c
+		}
+	}
 	if a.recorder != nil {
 		st.Spool = &spoolStatus{Records: m.sum("wattpool_spool_records", nil), Bytes: m.sum("wattpool_spool_bytes", nil),
 			LagSeconds: m.value("wattpool_spool_lag_seconds")}
 	}
 	return st, nil
 }
+
+// statusQueryTimeout bounds the status page's database read: the page
+// answers with what it has while the database is slow or down.
+const statusQueryTimeout = 2 * time.Second
 
 // metrics gathered once, by family name.
 type metricSet map[string]*dto.MetricFamily
