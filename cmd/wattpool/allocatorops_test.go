@@ -14,6 +14,7 @@ import (
 
 	"github.com/wattpool/wattpool/allocator"
 	"github.com/wattpool/wattpool/allocator/pgstore"
+	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
 	"github.com/wattpool/wattpool/internal/testenv"
 	"github.com/wattpool/wattpool/stratum/node"
 )
@@ -242,4 +243,18 @@ func FuzzDayFlag(f *testing.F) {
 		}
 		_ = d.String()
 	})
+}
+
+// TestReloadNamesAllocator: SIGHUP does not rebuild the live loop, so a
+// changed [allocator] is logged as needing a restart.
+func TestReloadNamesAllocator(t *testing.T) {
+	old := &config.Config{Allocator: allocator.Config{Mode: allocator.ModeAct, Interval: time.Minute}}
+	next := &config.Config{Allocator: allocator.Config{Mode: allocator.ModeAct, Interval: time.Minute}}
+	if f := restartNeeded(old, next); len(f) != 0 {
+		t.Fatalf("equal configurations: %q", f)
+	}
+	next.Allocator.Interval = 2 * time.Minute
+	if f := restartNeeded(old, next); len(f) != 1 || f[0] != "allocator" {
+		t.Fatalf("changed interval: %q", f)
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"reflect"
 	"slices"
 
 	"go.uber.org/zap"
@@ -60,6 +61,8 @@ func restartNeeded(old, next *config.Config) []string {
 	diff("database.migrate", old.Migrate != next.Migrate)
 	diff("stratum.extranonce2_size", old.Extranonce2Size != next.Extranonce2Size)
 	diff("http.addr", old.HTTPAddr != next.HTTPAddr)
+	// The live loop is built once, with its sources, policy and actuator.
+	diff("allocator", !reflect.DeepEqual(old.Allocator, next.Allocator))
 	if len(old.Listeners) != len(next.Listeners) {
 		out = append(out, "stratum.listener (count)")
 	} else {
