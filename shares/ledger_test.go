@@ -71,7 +71,7 @@ func TestVerifyDetectsTamperedRows(t *testing.T) {
 	}
 }
 
-func TestHashrateAndPPLNSWindow(t *testing.T) {
+func TestHashrate(t *testing.T) {
 	ctx := context.Background()
 	db := newDB(t)
 	r := newRecorder(t, db, t.TempDir())
@@ -121,27 +121,6 @@ func TestHashrateAndPPLNSWindow(t *testing.T) {
 		if err != nil || len(hr) != 2 || hr[0].Key != tc.keys[0] || hr[1].Key != tc.keys[1] {
 			t.Fatalf("by %d: %+v %v", tc.by, hr, err)
 		}
-	}
-	// Window of difficulty 1000 ending at the block (t=40 s), newest
-	// first: 40 alice 100, 39 bob 300, 38 alice 100, 37 bob 300, 36 alice
-	// 100 (sum 900), then 35 bob is credited 100 of its 300.
-	var walked []WindowShare
-	w, err := l.PPLNSWindow(ctx, block.Hash, 1000, func(s WindowShare) error { walked = append(walked, s); return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !w.Complete || w.Shares != 6 || w.DiffSum != 1000 || w.ByAccount["alice"] != 300 || w.ByAccount["bob"] != 700 {
-		t.Fatalf("window %+v", w)
-	}
-	if last := walked[len(walked)-1]; last.Diff != 300 || last.Credited != 100 || !last.Time.Equal(shareTime.Add(35*time.Second)) {
-		t.Fatalf("oldest share %+v", last)
-	}
-	w, err = l.PPLNSWindow(ctx, block.Hash, 1e9, nil)
-	if err != nil || w.Complete || w.Shares != 41 {
-		t.Fatalf("window past the ledger's start: %+v %v", w, err)
-	}
-	if _, err := l.PPLNSWindow(ctx, chainhash.Hash{8}, 10, nil); err == nil {
-		t.Fatal("window for an unknown block succeeded")
 	}
 	// Keys come in byte order whatever the column's collation: under ICU
 	// "alice" sorts before "Bob", in bytes after it.

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/wattpool/wattpool/shares"
+	"github.com/wattpool/wattpool/shares/payout"
 )
 
 // defaultHashrateWindow is the window `shares hashrate` reports when
@@ -251,45 +253,63 @@ func cmdSharesWindow(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	ledger := shares.NewLedger(conn)
+	reader := payout.NewReader(conn)
+	found, err := reader.Block(ctx, block)
+	if err != nil {
+		return windowError(block, err)
+	}
+	size := payout.WindowSize{Diff: n}
 	var netDiff float64
 	if times {
-		netDiff, err = ledger.BlockNetworkDiff(ctx, block)
-		if err != nil {
-			return windowError(block, err)
+		size = payout.WindowSize{Times: n}
+		if found.NetworkDiff == 0 {
+			return windowError(block, payout.ErrNoNetworkDiff)
 		}
-		n *= netDiff
-		if math.IsInf(n, 0) || !(n > 0) {
-			return fmt.Errorf("shares window: %s x network difficulty %s is not a finite positive difficulty", *nFlag, formatDiff(netDiff))
-		}
+		netDiff = found.NetworkDiff
+	}
+	exactN, err := size.N(found.NetworkDiff)
+	if err != nil {
+		return fmt.Errorf("shares window: %s x network difficulty %s: %w", *nFlag, formatDiff(found.NetworkDiff), err)
+	}
+	win, err := payout.NewWindow(exactN)
+	if err != nil {
+		return fmt.Errorf("shares window: %w", err)
 	}
 	w := bufio.NewWriter(stdout)
-	out := newWindowWriter(w, *format, block, n, netDiff, *withShares)
+	out := newWindowWriter(w, *format, block, exactN, netDiff, *withShares)
 	if err := out.begin(); err != nil {
 		return fmt.Errorf("shares window: write output: %w", err)
 	}
-	var fn func(shares.WindowShare) error
-	if *withShares {
-		fn = out.share
-	}
-	win, err := ledger.PPLNSWindow(ctx, block, n, fn)
+	err = reader.Source(ctx).Walk(found.FoundAt, time.Time{}, func(s payout.Share) (bool, error) {
+		part, err := win.Add(s)
+		if err != nil {
+			return false, err
+		}
+		if *withShares {
+			if err := out.share(s, part); err != nil {
+				return false, err
+			}
+		}
+		return !win.Complete(), nil
+	})
 	if err != nil {
 		// Buffered output is dropped; a failure after 4 KiB leaves a
 		// truncated document behind this error and exit status 1.
 		return windowError(block, err)
 	}
-	if err := out.end(win); err != nil {
+	res := win.Result()
+	if err := out.end(found.FoundAt, res); err != nil {
 		return fmt.Errorf("shares window: write output: %w", err)
 	}
 	if err := w.Flush(); err != nil {
 		return fmt.Errorf("shares window: write output: %w", err)
 	}
 	verdict := "complete"
-	if !win.Complete {
+	if !res.Complete {
 		verdict = "INCOMPLETE: the ledger ran out of shares before the window's difficulty"
 	}
 	fmt.Fprintf(stderr, "window for block %s ending %s: %d shares, %d accounts, credited %s of %s (%s)\n",
-		block, win.End.UTC().Format(time.RFC3339Nano), win.Shares, len(win.ByAccount), formatDiff(win.DiffSum), formatDiff(n), verdict)
+		block, found.FoundAt.UTC().Format(time.RFC3339Nano), res.Shares, len(res.ByAccount), payout.Decimal(res.Difficulty), payout.Decimal(exactN), verdict)
 	return nil
 }
 
@@ -297,9 +317,9 @@ func cmdSharesWindow(ctx context.Context, args []string, stdout, stderr io.Write
 // plainly rather than as a database error.
 func windowError(block chainhash.Hash, err error) error {
 	switch {
-	case errors.Is(err, shares.ErrUnknownBlock):
+	case errors.Is(err, payout.ErrUnknownBlock):
 		return fmt.Errorf("shares window: block %s is not in the ledger (only blocks this pool found are; check the hash is in display byte order)", block)
-	case errors.Is(err, shares.ErrUnknownJob):
+	case errors.Is(err, payout.ErrNoNetworkDiff):
 		return fmt.Errorf("shares window: -n as a multiple needs the network difficulty of block %s, but its job is not in the ledger; give -n as a number", block)
 	default:
 		return fmt.Errorf("shares window: %w", err)
@@ -347,16 +367,20 @@ func parseWindowN(s string) (n float64, times bool, err error) {
 
 // windowWriter prints a window as it is walked: shares stream out, the
 // per-account sums follow, so memory does not grow with the window.
+// Credited difficulties are exact (payout.Decimal): the oldest share's part
+// and the per-account sums are printed digit for digit, as a payout
+// computes them.
 type windowWriter struct {
 	w          io.Writer
 	csv        *csv.Writer // nil for JSON
 	block      chainhash.Hash
-	n, netDiff float64
+	n          *big.Rat
+	netDiff    float64
 	withShares bool
 	count      int64
 }
 
-func newWindowWriter(w io.Writer, format string, block chainhash.Hash, n, netDiff float64, withShares bool) *windowWriter {
+func newWindowWriter(w io.Writer, format string, block chainhash.Hash, n *big.Rat, netDiff float64, withShares bool) *windowWriter {
 	ww := &windowWriter{w: w, block: block, n: n, netDiff: netDiff, withShares: withShares}
 	if format == "csv" {
 		ww.csv = csv.NewWriter(w)
@@ -370,23 +394,23 @@ func newWindowWriter(w io.Writer, format string, block chainhash.Hash, n, netDif
 var windowCSVHeader = []string{"kind", "account", "worker", "time", "share_diff", "credited_diff"}
 
 type windowShareJSON struct {
-	Time         string  `json:"time"`
-	Account      string  `json:"account"`
-	Worker       string  `json:"worker"`
-	ShareDiff    float64 `json:"share_diff"`
-	CreditedDiff float64 `json:"credited_diff"`
+	Time         string      `json:"time"`
+	Account      string      `json:"account"`
+	Worker       string      `json:"worker"`
+	ShareDiff    float64     `json:"share_diff"`
+	CreditedDiff json.Number `json:"credited_diff"`
 }
 
 type windowAccountJSON struct {
-	Account      string  `json:"account"`
-	CreditedDiff float64 `json:"credited_diff"`
+	Account      string      `json:"account"`
+	CreditedDiff json.Number `json:"credited_diff"`
 }
 
 func (ww *windowWriter) begin() error {
 	if ww.csv != nil {
 		return ww.csv.Write(windowCSVHeader)
 	}
-	head := fmt.Sprintf("{\n  \"block\": %q,\n  \"n\": %s,\n", ww.block.String(), jsonNumber(ww.n))
+	head := fmt.Sprintf("{\n  \"block\": %q,\n  \"n\": %s,\n", ww.block.String(), payout.Decimal(ww.n))
 	if ww.netDiff != 0 {
 		head += fmt.Sprintf("  \"network_diff\": %s,\n", jsonNumber(ww.netDiff))
 	}
@@ -397,12 +421,18 @@ func (ww *windowWriter) begin() error {
 	return err
 }
 
-func (ww *windowWriter) share(s shares.WindowShare) error {
+// share prints one share; part is its credited part when only a part of
+// it counts (nil: all of it).
+func (ww *windowWriter) share(s payout.Share, part *big.Rat) error {
 	ts := s.Time.UTC().Format(time.RFC3339Nano)
-	if ww.csv != nil {
-		return ww.csv.Write([]string{"share", s.Account, s.Worker, ts, formatDiff(s.Diff), formatDiff(s.Credited)})
+	credited := formatDiff(s.Diff)
+	if part != nil {
+		credited = payout.Decimal(part)
 	}
-	b, err := json.Marshal(windowShareJSON{Time: ts, Account: s.Account, Worker: s.Worker, ShareDiff: s.Diff, CreditedDiff: s.Credited})
+	if ww.csv != nil {
+		return ww.csv.Write([]string{"share", s.Account, s.Worker, ts, formatDiff(s.Diff), credited})
+	}
+	b, err := json.Marshal(windowShareJSON{Time: ts, Account: s.Account, Worker: s.Worker, ShareDiff: s.Diff, CreditedDiff: json.Number(credited)})
 	if err != nil {
 		return err
 	}
@@ -415,7 +445,7 @@ func (ww *windowWriter) share(s shares.WindowShare) error {
 	return err
 }
 
-func (ww *windowWriter) end(win shares.Window) error {
+func (ww *windowWriter) end(endTime time.Time, win payout.WindowResult) error {
 	accounts := make([]string, 0, len(win.ByAccount))
 	for a := range win.ByAccount {
 		accounts = append(accounts, a)
@@ -423,7 +453,7 @@ func (ww *windowWriter) end(win shares.Window) error {
 	slices.Sort(accounts)
 	if ww.csv != nil {
 		for _, a := range accounts {
-			ww.csv.Write([]string{"account", a, "", "", "", formatDiff(win.ByAccount[a])})
+			ww.csv.Write([]string{"account", a, "", "", "", payout.Decimal(win.ByAccount[a])})
 		}
 		ww.csv.Flush()
 		return ww.csv.Error()
@@ -435,10 +465,14 @@ func (ww *windowWriter) end(win shares.Window) error {
 		}
 		tail.WriteString("],\n")
 	}
+	diffSum := "0"
+	if win.Difficulty != nil {
+		diffSum = payout.Decimal(win.Difficulty)
+	}
 	fmt.Fprintf(&tail, "  \"end\": %q,\n  \"shares\": %d,\n  \"diff_sum\": %s,\n  \"complete\": %t,\n  \"accounts\": [",
-		win.End.UTC().Format(time.RFC3339Nano), win.Shares, jsonNumber(win.DiffSum), win.Complete)
+		endTime.UTC().Format(time.RFC3339Nano), win.Shares, diffSum, win.Complete)
 	for i, a := range accounts {
-		b, err := json.Marshal(windowAccountJSON{Account: a, CreditedDiff: win.ByAccount[a]})
+		b, err := json.Marshal(windowAccountJSON{Account: a, CreditedDiff: json.Number(payout.Decimal(win.ByAccount[a]))})
 		if err != nil {
 			return err
 		}

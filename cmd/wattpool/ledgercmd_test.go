@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/wattpool/wattpool/internal/testenv"
 	"github.com/wattpool/wattpool/shares"
+	"github.com/wattpool/wattpool/shares/payout"
 	"github.com/wattpool/wattpool/stratum"
 	"github.com/wattpool/wattpool/stratum/work"
 )
@@ -348,10 +350,10 @@ func TestSharesWindowOutput(t *testing.T) {
 		doc.Shares != 4 || doc.DiffSum != 5 || !doc.Complete || len(doc.ShareList) != 4 || len(doc.Accounts) != 3 {
 		t.Fatalf("JSON %+v", doc)
 	}
-	if s := doc.ShareList[3]; s.Account != "carol" || s.Time != "2031-03-30T12:00:01.000001Z" || s.ShareDiff != 4 || s.CreditedDiff != 1.25 {
+	if s := doc.ShareList[3]; s.Account != "carol" || s.Time != "2031-03-30T12:00:01.000001Z" || s.ShareDiff != 4 || s.CreditedDiff != "1.25" {
 		t.Fatalf("JSON oldest share %+v", s)
 	}
-	if a := doc.Accounts[0]; a.Account != "alice" || a.CreditedDiff != 2.75 {
+	if a := doc.Accounts[0]; a.Account != "alice" || a.CreditedDiff != "2.75" {
 		t.Fatalf("JSON accounts %+v", doc.Accounts)
 	}
 	o, _, err = runCmd(t, ctx, lookup, "shares", "window", "-block", hash, "-n", "5", "-format", "json")
@@ -384,11 +386,11 @@ func TestSharesWindowOutput(t *testing.T) {
 func TestWindowJSONEmpty(t *testing.T) {
 	for _, withShares := range []bool{false, true} {
 		var b strings.Builder
-		ww := newWindowWriter(&b, "json", chainhash.Hash{1}, 5, 0, withShares)
+		ww := newWindowWriter(&b, "json", chainhash.Hash{1}, big.NewRat(5, 1), 0, withShares)
 		if err := ww.begin(); err != nil {
 			t.Fatal(err)
 		}
-		if err := ww.end(shares.Window{End: ledgerT0, ByAccount: map[string]float64{}}); err != nil {
+		if err := ww.end(ledgerT0, payout.WindowResult{ByAccount: map[string]*big.Rat{}}); err != nil {
 			t.Fatal(err)
 		}
 		var doc map[string]any
@@ -401,5 +403,56 @@ func TestWindowJSONEmpty(t *testing.T) {
 		if acc, ok := doc["accounts"].([]any); !ok || len(acc) != 0 {
 			t.Fatalf("-shares=%t: accounts %v", withShares, doc["accounts"])
 		}
+	}
+}
+
+// TestSharesWindowExactSums: difficulties are summed exactly. Float
+// accumulation makes 0.1 + 0.2 = 0.30000000000000004; the exact sum of
+// the two stored binary fractions is printed digit for digit, as a payout
+// divides by it.
+func TestSharesWindowExactSums(t *testing.T) {
+	ctx := context.Background()
+	lookup, rec := ledgerFixture(t)
+	job := ledgerJob("x1", 1)
+	if err := rec.RecordJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	recordLedgerShares(t, rec, job, []ledgerShare{
+		{time.Second, "alice", "rig0", "", 0.1},
+		{2 * time.Second, "alice", "rig0", "", 0.2},
+	})
+	found := &stratum.FoundBlock{Share: stratum.Share{Time: ledgerT0.Add(3 * time.Second), Account: "bob", Worker: "rig1", Job: job,
+		Extranonce1: []byte{0, 0, 0, 1}, Extranonce2: []byte{0, 0, 0, 0xb3}, Difficulty: 0.5, Achieved: 1, Hash: chainhash.Hash{0xb3}, IsBlock: true},
+		Height: 100, Hash: chainhash.Hash{0xb3}, CoinbaseValue: 5_000_000_000, SubmitResult: "accepted"}
+	if err := rec.RecordBlock(ctx, found); err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	o, e, err := runCmd(t, ctx, lookup, "shares", "window", "-block", found.Hash.String(), "-n", "0.75", "-shares")
+	want := "kind,account,worker,time,share_diff,credited_diff\n" +
+		"share,bob,rig1,2031-03-30T12:00:03Z,0.5,0.5\n" +
+		"share,alice,rig0,2031-03-30T12:00:02Z,0.2,0.2\n" +
+		// 0.75 - 0.5 - 0.2 (the binary 0.2): the oldest share's part.
+		"share,alice,rig0,2031-03-30T12:00:01Z,0.1,0.049999999999999988897769753748434595763683319091796875\n" +
+		// 0.2 + that part is 0.25 exactly: the window sums to N.
+		"account,alice,,,,0.25\n" +
+		"account,bob,,,,0.5\n"
+	if err != nil || o != want {
+		t.Fatalf("%v\n%s\nwant:\n%s%s", err, o, want, e)
+	}
+	o, e, err = runCmd(t, ctx, lookup, "shares", "window", "-block", found.Hash.String(), "-n", "1e6")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, e)
+	}
+	wantSums := "kind,account,worker,time,share_diff,credited_diff\n" +
+		"account,alice,,,,0.3000000000000000166533453693773481063544750213623046875\n" +
+		"account,bob,,,,0.5\n"
+	if o != wantSums {
+		t.Fatalf("CSV:\n%s\nwant:\n%s", o, wantSums)
+	}
+	if !strings.Contains(e, "3 shares, 2 accounts, credited 0.8000000000000000166533453693773481063544750213623046875 of 1000000 (INCOMPLETE") {
+		t.Fatalf("summary: %s", e)
 	}
 }
