@@ -30,6 +30,9 @@ func PayoutScript(addr string, params *chaincfg.Params) ([]byte, error) {
 	}
 	decoded, err := address.DecodeAddress(addr, params)
 	if err != nil {
+		if nets := otherNetworks(addr, params); nets != "" {
+			return nil, fmt.Errorf("payout address %q is a %s address; the pool runs on %s", addr, nets, params.Name)
+		}
 		return nil, fmt.Errorf("payout address %q is not a valid %s address: %w", addr, params.Name, err)
 	}
 	switch decoded.(type) {
@@ -40,6 +43,9 @@ func PayoutScript(addr string, params *chaincfg.Params) ([]byte, error) {
 		return nil, fmt.Errorf("payout address %q: unsupported address type %T (want P2PKH, P2SH, P2WPKH, P2WSH or P2TR)", addr, decoded)
 	}
 	if !decoded.IsForNet(params) {
+		if nets := otherNetworks(addr, params); nets != "" {
+			return nil, fmt.Errorf("payout address %q is a %s address; the pool runs on %s", addr, nets, params.Name)
+		}
 		return nil, fmt.Errorf("payout address %q does not belong to network %s", addr, params.Name)
 	}
 	script, err := txscript.PayToAddrScript(decoded)
@@ -47,6 +53,32 @@ func PayoutScript(addr string, params *chaincfg.Params) ([]byte, error) {
 		return nil, fmt.Errorf("payout address %q: build output script: %w", addr, err)
 	}
 	return script, nil
+}
+
+// knownNetworks are the networks an address of the wrong one is looked up
+// in, so that the error names where it belongs.
+var knownNetworks = []*chaincfg.Params{&chaincfg.MainNetParams, &chaincfg.TestNet3Params,
+	&chaincfg.TestNet4Params, &chaincfg.SigNetParams, &chaincfg.RegressionNetParams, &chaincfg.SimNetParams}
+
+// otherNetworks names the networks other than params that addr is a valid
+// address of ("mainnet", "testnet3 or signet"), or "" when none. An
+// operator who pasted a mainnet address into a regtest pool is told that,
+// rather than "invalid checksum".
+func otherNetworks(addr string, params *chaincfg.Params) string {
+	var names []string
+	for _, p := range knownNetworks {
+		if p.Name == params.Name {
+			continue
+		}
+		if d, err := address.DecodeAddress(addr, p); err == nil && d.IsForNet(p) {
+			name := p.Name
+			if p == &chaincfg.MainNetParams {
+				name = "mainnet"
+			}
+			names = append(names, name)
+		}
+	}
+	return strings.Join(names, " or ")
 }
 
 // checkPayoutScript accepts exactly the script classes PayoutScript

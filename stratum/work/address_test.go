@@ -30,10 +30,14 @@ func TestPayoutScript(t *testing.T) {
 		// Regtest shares base58 prefixes with testnet.
 		{"testnet p2pkh on regtest", "mrX9vMRYLfVy1BnZbc5gZjuyaqH3ZW2ZHz", reg, "76a91478b316a08647d5b77283e512d3603f1f1c8de68f88ac", ""},
 
-		{"mainnet p2wpkh on testnet", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", test, "", "testnet3"},
-		{"testnet p2wpkh on regtest", "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx", reg, "", "regtest"},
-		{"mainnet p2pkh on regtest", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", reg, "", "regtest"},
-		{"testnet p2sh on mainnet", "2NBFNJTktNa7GZusGbDbGKRZTxdK9VVez3n", main, "", "mainnet"},
+		// An address of another network is named as such, not as a
+		// checksum failure.
+		{"mainnet p2wpkh on testnet", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", test, "", "is a mainnet address; the pool runs on testnet3"},
+		{"testnet p2wpkh on regtest", "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx", reg, "", "is a testnet3 or testnet4 or signet address; the pool runs on regtest"},
+		{"mainnet p2pkh on regtest", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", reg, "", "is a mainnet address; the pool runs on regtest"},
+		{"mainnet p2wpkh on regtest", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", reg, "", "is a mainnet address; the pool runs on regtest"},
+		{"regtest p2wpkh on mainnet", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", main, "", "is a regtest address; the pool runs on mainnet"},
+		{"testnet p2sh on mainnet", "2NBFNJTktNa7GZusGbDbGKRZTxdK9VVez3n", main, "", "the pool runs on mainnet"},
 		{"bad checksum", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb", main, "", "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNb"},
 		{"bech32 for v1", "bc1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vqh2y7hd", main, "", "not a valid"},
 		{"raw public key", "02192d74d0cb94344c9569c2e77901573d8d7903c3ebec3a957724895dca52c6b4", main, "", "unsupported address type"},
