@@ -489,7 +489,7 @@ func (l *Loop) evaluate(ctx context.Context, now time.Time) error {
 	for i := range records {
 		r := &records[i]
 		if r.Outcome == OutcomeFailed || r.Outcome == OutcomeNotLeader {
-			r.After, r.LastSwitch = r.Before, l.stateOf(r.Group, in).LastSwitch
+			r.After, r.LastSwitch = r.Before, in.States[r.Group].LastSwitch
 		}
 		r.NextSwitch = nextSwitch(params, r.After, r.LastSwitch)
 		if r.Switched() && r.Outcome != OutcomeFailed && r.Outcome != OutcomeNotLeader {
@@ -520,8 +520,6 @@ func (l *Loop) evaluate(ctx context.Context, now time.Time) error {
 	}
 	return nil
 }
-
-func (l *Loop) stateOf(group string, in PolicyInput) GroupState { return in.States[group] }
 
 // guard turns the policy's verdict for one group into the live decision:
 // an override in force wins; then stale inputs and a failed policy hold

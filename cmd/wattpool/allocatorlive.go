@@ -61,7 +61,9 @@ func (a *app) buildAllocator() error {
 	}
 	tee := newTemplateTee(a.source, cfg.FeesWindow)
 	a.source = tee
-	electTimeout := min(cfg.Interval, 5*time.Second)
+	// A check of the lock that times out gives the leadership up, so it
+	// gets a generous bound whatever the interval: a busy database must
+	// not make the leadership flap.
 	al := &allocLive{cfg: cfg, store: pgstore.New(a.db),
 		elector: pgstore.NewElector(a.db.Config().ConnConfig.Copy(), electTimeout), log: log}
 	network := a.cfg.Network
@@ -80,9 +82,15 @@ func (a *app) buildAllocator() error {
 		al.elector.Close()
 		return err
 	}
+	if cfg.Mode == allocator.ModeAct && act == nil {
+		log.Warn(`allocator.mode is "act" with actuator "none": switches are recorded as taken, but nothing tells the machines`)
+	}
 	a.alloc = al
 	return nil
 }
+
+// electTimeout bounds each leadership check.
+const electTimeout = 5 * time.Second
 
 // newPolicy builds allocator.policy.
 func newPolicy(cfg allocator.Config, client *http.Client, log *zap.Logger) (allocator.Policy, error) {
