@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -45,6 +47,18 @@ type options struct {
 	controlAddr string
 	jsonReport  bool
 	logLevel    zapcore.Level
+	fw          firmwareOptions
+}
+
+// firmwareOptions serve a simulated firmware control API per miner.
+type firmwareOptions struct {
+	kind        minersim.FirmwareKind // "" is off
+	baseAddr    string
+	portStep    bool
+	user        string
+	passwordEnv string
+	inventory   string
+	faults      map[int]minersim.Fault
 }
 
 // parseFlags parses and validates the command line; errors name the flag.
@@ -75,6 +89,14 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	controlAddr := fs.String("control-addr", "", "serve the control API on this host:port (e.g. 127.0.0.1:4028; empty: off)")
 	jsonReport := fs.Bool("json", false, "print the report as JSON")
 	logLevel := fs.String("log-level", "warn", "log level: debug, info, warn, error")
+	firmware := fs.String("firmware", "", "serve each miner's firmware control API: luxos, antminer, whatsminer or cgminer (empty: off)")
+	fwBase := fs.String("firmware-base-addr", "127.0.1.1:4028", "firmware API address of miner 0; miner i listens on this IPv4 address plus i, same port")
+	fwPortStep := fs.Bool("firmware-port-step", false, "give miner i the base address's port plus i instead of the address plus i (where extra loopback addresses are unusable)")
+	fwUser := fs.String("firmware-user", "", "firmware account (default root for antminer, super for whatsminer)")
+	fwPasswordEnv := fs.String("firmware-password-env", "MINERSIM_FIRMWARE_PASSWORD", "environment variable holding the firmware password (antminer, whatsminer)")
+	fwInventory := fs.String("firmware-inventory", "", "write a fleet inventory CSV (address,driver,group,user,password_env) of the served miners to this file")
+	fwFaults := fs.String("firmware-faults", "", "faults by miner index, e.g. 3=wrong-password,4=keeps-hashing,5=unreachable,6=silent")
+	wakeRamp := fs.Duration("wake-ramp", 0, "how long a resumed miner takes before it hashes again")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -142,12 +164,27 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err := o.logLevel.Set(*logLevel); err != nil {
 		return o, fmt.Errorf("-log-level: %w", err)
 	}
+	if *wakeRamp < 0 {
+		return o, fmt.Errorf("-wake-ramp %v: want >= 0", *wakeRamp)
+	}
+	if *firmware != "" {
+		if o.fw.kind, err = minersim.ParseFirmwareKind(*firmware); err != nil {
+			return o, fmt.Errorf("-firmware: %w", err)
+		}
+		if _, _, err := net.SplitHostPort(*fwBase); err != nil {
+			return o, fmt.Errorf("-firmware-base-addr %q: %w", *fwBase, err)
+		}
+		if o.fw.faults, err = parseFaults(*fwFaults, *n); err != nil {
+			return o, fmt.Errorf("-firmware-faults: %w", err)
+		}
+		o.fw.baseAddr, o.fw.portStep, o.fw.user, o.fw.passwordEnv, o.fw.inventory = *fwBase, *fwPortStep, *fwUser, *fwPasswordEnv, *fwInventory
+	}
 	o.fleet = minersim.FleetConfig{
 		Miner: minersim.MinerConfig{
 			Addr: addr, User: *user, Password: *password,
 			NoVersionRolling: *noRolling, NoSessionResume: *noResume, MinimumDifficulty: *minDiff, SuggestDifficulty: *suggest,
 			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
-			Model: m,
+			Model: m, WakeRamp: *wakeRamp,
 		},
 		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup, Tick: *tick, SharesPerSecond: *rate,
 	}
@@ -197,7 +234,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		})
 		log.Info("control API listening", zap.String("addr", ln.Addr().String()))
 	}
+	fwCtx, stopFirmware := context.WithCancel(ctx)
+	defer stopFirmware()
+	if o.fw.kind != "" {
+		set, err := listenFirmware(fleet, o.fw, log)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := set.Serve(fwCtx); err != nil {
+				log.Error("firmware API stopped", zap.Error(err))
+			}
+		})
+		log.Info("firmware APIs listening", zap.String("firmware", string(o.fw.kind)),
+			zap.String("first", set.Addrs()[0]), zap.String("last", set.Addrs()[set.Len()-1]))
+	}
 	report, runErr := fleet.Run(ctx)
+	stopFirmware()
 	if srv != nil {
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_ = srv.Shutdown(shutdownCtx)
@@ -213,4 +266,62 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return enc.Encode(report)
 	}
 	return report.WriteText(stdout)
+}
+
+// parseFaults reads "3=wrong-password,4=keeps-hashing": faults by miner
+// index.
+func parseFaults(spec string, n int) (map[int]minersim.Fault, error) {
+	out := map[int]minersim.Fault{}
+	for item := range strings.SplitSeq(spec, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		idx, name, ok := strings.Cut(item, "=")
+		if !ok {
+			return nil, fmt.Errorf("%q: want index=fault", item)
+		}
+		i, err := strconv.Atoi(idx)
+		if err != nil || i < 0 || i >= n {
+			return nil, fmt.Errorf("%q: miner index %q not in 0..%d", item, idx, n-1)
+		}
+		f, err := minersim.ParseFault(name)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = f
+	}
+	return out, nil
+}
+
+// listenFirmware binds every miner's firmware API, applies the faults and
+// writes the inventory. The password comes from the environment, never
+// from the command line.
+func listenFirmware(fleet *minersim.Fleet, o firmwareOptions, log *zap.Logger) (*minersim.FirmwareSet, error) {
+	cfg := minersim.FirmwareConfig{Kind: o.kind, User: o.user, Log: log}
+	if o.kind == minersim.FirmwareAntminer || o.kind == minersim.FirmwareWhatsminer {
+		pw, ok := os.LookupEnv(o.passwordEnv)
+		if !ok || pw == "" {
+			return nil, fmt.Errorf("-firmware %s: set the password in environment variable %s", o.kind, o.passwordEnv)
+		}
+		cfg.Password = pw
+	}
+	set, err := minersim.ListenFirmware(fleet.Miners(), o.baseAddr, o.portStep, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range o.faults {
+		set.Firmware(i).SetFault(f)
+	}
+	if o.inventory != "" {
+		var b strings.Builder
+		if err := set.WriteInventory(&b, o.passwordEnv); err != nil {
+			set.Close()
+			return nil, err
+		}
+		if err := os.WriteFile(o.inventory, []byte(b.String()), 0o644); err != nil {
+			set.Close()
+			return nil, fmt.Errorf("-firmware-inventory: %w", err)
+		}
+	}
+	return set, nil
 }
