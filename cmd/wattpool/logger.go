@@ -26,5 +26,8 @@ func newLogger(format string, level zap.AtomicLevel, out io.Writer) (*zap.Logger
 		return nil, fmt.Errorf("log format %q: want json or console", format)
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(out)), level)
-	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zapcore.ErrorLevel)), nil
+	// Stack traces are for programming errors (DPanic and above): an
+	// ERROR here is an operational event (a node or the database down),
+	// whose stack says nothing an operator can use.
+	return zap.New(core, zap.AddCaller(), zap.AddStacktrace(zapcore.DPanicLevel)), nil
 }

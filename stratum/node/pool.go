@@ -145,11 +145,21 @@ func (p *Pool) Run(ctx context.Context) error {
 	defer close(p.updates)
 	failed := -1
 	wait := p.opts.retryInterval
+	// An outage is logged once at ERROR when it starts and once when it
+	// ends; the retries between are routine and logged at DEBUG.
+	var outageSince time.Time
+	retries := 0
 	for ctx.Err() == nil {
 		i, t := p.firstAnswering(ctx, failed)
 		if i < 0 {
 			if ctx.Err() == nil {
-				p.log.Error("no node answers getblocktemplate; retrying", zap.Duration("in", wait))
+				if outageSince.IsZero() {
+					outageSince = time.Now()
+					p.log.Error("no node answers getblocktemplate: miners get no new work until one does; retrying", zap.Duration("in", wait))
+				} else {
+					p.log.Debug("still no node answers getblocktemplate; retrying", zap.Int("retries", retries), zap.Duration("in", wait))
+				}
+				retries++
 			}
 			if !sleep(ctx, wait) {
 				break
@@ -157,6 +167,11 @@ func (p *Pool) Run(ctx context.Context) error {
 			wait = min(2*wait, maxRetryInterval)
 			failed = -1
 			continue
+		}
+		if !outageSince.IsZero() {
+			p.log.Info("a node answers getblocktemplate again", zap.String("node", p.clients[i].name),
+				zap.Duration("outage", time.Since(outageSince).Round(time.Millisecond)), zap.Int("retries", retries))
+			outageSince, retries = time.Time{}, 0
 		}
 		wait = p.opts.retryInterval
 		err := p.serve(ctx, i, t)

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"strings"
 	"sync"
 	"testing"
@@ -306,7 +309,8 @@ func TestPoolAllNodesDownThenUp(t *testing.T) {
 	fc := newFakeChain(t, 3, "a")
 	fc.setDown(true)
 	n, c := newChainNode(t, "n1", fc)
-	p, err := NewPool([]*Client{c}, zaptest.NewLogger(t), WithRetryInterval(time.Millisecond))
+	core, logs := observer.New(zapcore.DebugLevel)
+	p, err := NewPool([]*Client{c}, zap.New(core), WithRetryInterval(time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,6 +319,15 @@ func TestPoolAllNodesDownThenUp(t *testing.T) {
 	fc.setDown(false)
 	if u := nextUpdate(t, p); !u.NewBlock || u.Template.Height != 4 {
 		t.Fatalf("%+v", u)
+	}
+	// The outage is one ERROR when it starts and one INFO when it ends;
+	// the retries between are routine (DEBUG).
+	waitFor(t, func() bool { return logs.FilterMessage("a node answers getblocktemplate again").Len() == 1 })
+	if e := logs.FilterLevelExact(zapcore.ErrorLevel).All(); len(e) != 1 || !strings.HasPrefix(e[0].Message, "no node answers getblocktemplate") {
+		t.Fatalf("errors logged: %+v", e)
+	}
+	if n := logs.FilterMessage("still no node answers getblocktemplate; retrying").Len(); n < 1 {
+		t.Fatalf("%d debug retry lines", n)
 	}
 }
 

@@ -65,7 +65,7 @@ type Config struct {
 	// MaxTemplateAge: with no template from any node for longer, /readyz
 	// answers 503 (miners would mine stale work or none).
 	MaxTemplateAge time.Duration
-	LongPoll                                   bool
+	LongPoll       bool
 	// TemplateFile replays a getblocktemplate JSON file instead of asking
 	// a node (demos and load tests; blocks found are only logged).
 	TemplateFile string
@@ -119,6 +119,8 @@ type Config struct {
 
 	// Allocator is the validated [allocator] configuration (allocator.go).
 	Allocator AllocatorConfig
+	// Payouts is the validated [payouts] configuration (payouts.go).
+	Payouts PayoutsConfig
 }
 
 // Node is one node of the failover list.
@@ -186,6 +188,7 @@ func Defaults() File {
 		HTTP: HTTPFile{Addr: "127.0.0.1:8080"},
 
 		Allocator: defaultAllocator(),
+		Payouts:   defaultPayouts(),
 	}
 }
 
