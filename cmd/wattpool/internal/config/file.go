@@ -19,6 +19,8 @@ type File struct {
 
 	// Allocator is the mine-or-lease allocator (allocator.go).
 	Allocator AllocatorFile `toml:"allocator"`
+	// Payouts is how block rewards are split (payouts.go).
+	Payouts PayoutsFile `toml:"payouts"`
 }
 
 // InstanceFile is the [instance] table.

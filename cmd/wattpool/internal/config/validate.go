@@ -198,6 +198,7 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 		}
 	}
 	v.allocator(f, c)
+	v.payouts(f, c)
 	return c, v.errs
 }
 
