@@ -287,6 +287,10 @@ func (d *Antminer) send(ctx context.Context, method, url string, body []byte, au
 		if ctx.Err() != nil || (errors.As(err, &ue) && ue.Timeout()) {
 			return nil, fmt.Errorf("%s %s: %w: no answer before the deadline", method, req.URL.Path, ErrUnreachable)
 		}
+		if strings.Contains(err.Error(), "malformed HTTP") {
+			// Something answered, but not HTTP.
+			return nil, fmt.Errorf("%s %s: %w: %w", method, req.URL.Path, ErrBadReply, err)
+		}
 		return nil, fmt.Errorf("%s %s: %w: %w", method, req.URL.Path, ErrUnreachable, err)
 	}
 	return resp, nil

@@ -172,7 +172,7 @@ func TestAntminerBadReplies(t *testing.T) {
 		{"slow headers", dribble("HTTP/1.1 200 OK\r\n", strings.Repeat("X-Pad: y\r\n", 100)), "unreachable", "deadline"},
 		{"slow body", dribble("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{", strings.Repeat(" ", 1000)), "unreachable", "deadline"},
 		{"never answers", silent, "unreachable", "deadline"},
-		{"garbage", reply("\x16\x03\x01 not http at all\r\n\r\n"), "unreachable", "malformed"},
+		{"garbage", reply("\x16\x03\x01 not http at all\r\n\r\n"), "bad_reply", "malformed"},
 		{"html body", countingConf("<html>login</html>"), "bad_reply", "not a JSON object"},
 		{"half json", countingConf(`{"pools":[{"url":`), "bad_reply", "not a JSON object"},
 		{"no pools", countingConf(`{"bitmain-work-mode":"0"}`), "bad_reply", "lose its pools"},
