@@ -6,10 +6,12 @@
 //	wattpool shares verify [--config f] re-verify stored shares against their jobs
 //	wattpool shares hashrate [-by k]    hashrate per worker, group or account, from the ledger
 //	wattpool shares window -block h     the PPLNS window of difficulty -n ending at a found block, per account
+//	wattpool payouts explain --block h  one found block's split in satoshis, recomputed from the share log
 //	wattpool allocator backtest         replay the allocator's policy over a price CSV
 //	wattpool allocator report           per group and UTC day: MWh and dollars mining and curtailed, and the other choice
 //	wattpool allocator override         force a group mining or curtailed for a while, with a reason (or -clear)
 //	wattpool demo [--duration d]        the pool on a throw-away PostgreSQL + btcd regtest with simulated miners
+//	wattpool healthcheck [--ready]      exit 0 when a running pool answers /healthz (or /readyz)
 //	wattpool version                    print the version
 //
 // The configuration is a TOML file (see wattpool.example.toml) overridden by
@@ -81,10 +83,12 @@ commands:
   shares verify    re-verify stored shares against their jobs
   shares hashrate  hashrate per worker, group or account over a window (default: the last hour)
   shares window    the PPLNS window ending at a found block: credited difficulty per account (and per share)
+  payouts explain  one found block's split for the configured [payouts] scheme: fee, credits, remainder (--block, --format)
   allocator backtest  replay the mine-or-lease policy over a price CSV (--config, --prices)
   allocator report    per group and UTC day: MWh and dollars mining and curtailed, and what the other choice paid
   allocator override  force a group mining or curtailed (-group, -state, -reason, -for) or -clear it
   demo             run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
+  healthcheck      exit 0 when a running pool answers /healthz, or /readyz with --ready (container health checks)
   version          print the version
 
 Run 'wattpool <command> -h' for a command's flags. The configuration file is
@@ -128,10 +132,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 			}
 			return usageError{msg}
 		}
+	case "payouts":
+		return cmdPayouts(ctx, rest, stdout, stderr, lookup)
 	case "allocator":
 		return cmdAllocator(ctx, rest, stdout, stderr, lookup)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, lookup)
+	case "healthcheck":
+		return cmdHealthcheck(ctx, rest, stdout, stderr, lookup)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
