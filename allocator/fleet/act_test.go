@@ -287,7 +287,7 @@ func TestActCanceled(t *testing.T) {
 		t.Fatal("Act did not return after cancel")
 	}
 	for i, r := range rs {
-		if r.OK || r.Address != ms[i].Address {
+		if r.OK || r.Address != ms[i].Address || r.Reason != "canceled" {
 			t.Fatalf("miner %d: %+v", i, r)
 		}
 	}
@@ -318,5 +318,32 @@ func TestActuatorApply(t *testing.T) {
 	}
 	if g := a.Groups(); len(g) != 2 || g[0] != "g" || g[1] != "other" {
 		t.Errorf("groups %v", g)
+	}
+}
+
+func TestReason(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, ""},
+		{fmt.Errorf("dial: %w", ErrUnreachable), "unreachable"},
+		{fmt.Errorf("%w: %w", ErrUnreachable, context.DeadlineExceeded), "unreachable"},
+		{fmt.Errorf("%w: %w", ErrUnreachable, context.Canceled), "canceled"},
+		{fmt.Errorf("x: %w", ErrAuth), "auth"},
+		{fmt.Errorf("x: %w", ErrRefused), "refused"},
+		{fmt.Errorf("x: %w", ErrCannotCurtail), "cannot_curtail"},
+		{fmt.Errorf("x: %w", ErrBadReply), "bad_reply"},
+		{fmt.Errorf("x: %w", ErrStillHashing), "still_hashing"},
+		{fmt.Errorf("x: %w", ErrStillSleeping), "still_sleeping"},
+		{errors.New("other"), "error"},
+	}
+	for _, tc := range tests {
+		if got := Reason(tc.err); got != tc.want {
+			t.Errorf("Reason(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+	if retryable(fmt.Errorf("x: %w", ErrAuth)) || retryable(ErrCannotCurtail) || !retryable(ErrUnreachable) || !retryable(ErrBadReply) {
+		t.Error("retryable misclassifies")
 	}
 }

@@ -90,10 +90,13 @@ func Reason(err error) string {
 		return "still_hashing"
 	case errors.Is(err, ErrStillSleeping):
 		return "still_sleeping"
+	case errors.Is(err, context.Canceled):
+		// The caller gave up (shutdown, lost leadership): not the miner's
+		// fault, whatever the driver saw. A call's own deadline is
+		// DeadlineExceeded and stays "unreachable".
+		return "canceled"
 	case errors.Is(err, ErrUnreachable):
 		return "unreachable"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
 	}
 	return "error"
 }
