@@ -32,7 +32,9 @@ ENV WATTPOOL_SPOOL_DIR=/var/lib/wattpool/spool \
     WATTPOOL_STRATUM_ADDR=0.0.0.0:3333 \
     WATTPOOL_HTTP_ADDR=0.0.0.0:8080 \
     WATTPOOL_LOG_FORMAT=json
-# 3333: stratum (miners). 8080: /metrics, /api/v1/status, /healthz.
+# 3333: stratum (miners). 8080: /metrics, /api/v1/status, /healthz, /readyz.
 EXPOSE 3333 8080
+HEALTHCHECK --interval=15s --timeout=10s --start-period=60s --retries=3 \
+    CMD ["/usr/local/bin/wattpool", "healthcheck", "--ready"]
 ENTRYPOINT ["/usr/local/bin/wattpool"]
 CMD ["serve"]

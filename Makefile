@@ -5,11 +5,16 @@
 GO ?= go
 TEST_TIMEOUT ?= 20m
 
-.PHONY: demo test test-noalloc test-short vet fmt-check bench loadtest fuzz build tools clean
+.PHONY: demo demo-notice test test-noalloc test-short vet fmt-check bench loadtest fuzz build tools clean
 
-## demo: run the pool with a throw-away PostgreSQL and a btcd regtest node, with simulated miners
-demo: tools
-	$(GO) run ./cmd/wattpool demo $(DEMO_ARGS)
+## demo: run the pool with a throw-away PostgreSQL and a btcd regtest node, with simulated miners.
+## The built binary runs (not `go run`, which turns Ctrl-C into "make: *** Error 1").
+demo: demo-notice tools
+	@$(GO) build -o bin/wattpool ./cmd/wattpool
+	@bin/wattpool demo $(DEMO_ARGS)
+
+demo-notice:
+	@echo "demo: building wattpool and the pinned btcd node (the first run compiles btcd: a minute or two of silence; later runs start at once)..."
 
 ## test: the whole suite under the race detector (unit, fuzz seeds, integration against real PostgreSQL and btcd),
 ## then the allocation guards, which skip under -race (its sync.Pool drops items on purpose)

@@ -36,6 +36,9 @@ type composeFile struct {
 		Environment map[string]string `yaml:"environment"`
 		Ports       []string          `yaml:"ports"`
 		DependsOn   map[string]any    `yaml:"depends_on"`
+		Healthcheck struct {
+			Test []string `yaml:"test"`
+		} `yaml:"healthcheck"`
 	} `yaml:"services"`
 	Networks map[string]struct {
 		IPAM struct {
@@ -224,6 +227,32 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 	for name := range known {
 		if !mentioned[name] {
 			t.Errorf("README.md does not document %s", name)
+		}
+	}
+}
+
+// TestContainerHealthcheck: the wattpool service's health check runs the
+// binary's own healthcheck command (the image has no shell or curl), and
+// the build context leaves out the dev stack and built binaries.
+func TestContainerHealthcheck(t *testing.T) {
+	var cf composeFile
+	if err := yaml.Unmarshal(repoFile(t, "docker-compose.yml"), &cf); err != nil {
+		t.Fatal(err)
+	}
+	hc := cf.Services["wattpool"].Healthcheck.Test
+	if strings.Join(hc, " ") != "CMD /usr/local/bin/wattpool healthcheck --ready" {
+		t.Fatalf("compose health check %q", hc)
+	}
+	if df := string(repoFile(t, "Dockerfile")); !strings.Contains(df, `CMD ["/usr/local/bin/wattpool", "healthcheck", "--ready"]`) {
+		t.Error("the Dockerfile has no HEALTHCHECK running wattpool healthcheck")
+	}
+	ignored := map[string]bool{}
+	for _, line := range strings.Split(string(repoFile(t, ".dockerignore")), "\n") {
+		ignored[strings.TrimSpace(line)] = true
+	}
+	for _, want := range []string{".devstack/", "bin/", ".git/"} {
+		if !ignored[want] {
+			t.Errorf(".dockerignore does not leave out %s", want)
 		}
 	}
 }

@@ -11,6 +11,7 @@
 //	wattpool allocator report           per group and UTC day: MWh and dollars mining and curtailed, and the other choice
 //	wattpool allocator override         force a group mining or curtailed for a while, with a reason (or -clear)
 //	wattpool demo [--duration d]        the pool on a throw-away PostgreSQL + btcd regtest with simulated miners
+//	wattpool healthcheck [--ready]      exit 0 when a running pool answers /healthz (or /readyz)
 //	wattpool version                    print the version
 //
 // The configuration is a TOML file (see wattpool.example.toml) overridden by
@@ -87,6 +88,7 @@ commands:
   allocator report    per group and UTC day: MWh and dollars mining and curtailed, and what the other choice paid
   allocator override  force a group mining or curtailed (-group, -state, -reason, -for) or -clear it
   demo             run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
+  healthcheck      exit 0 when a running pool answers /healthz, or /readyz with --ready (container health checks)
   version          print the version
 
 Run 'wattpool <command> -h' for a command's flags. The configuration file is
@@ -136,6 +138,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 		return cmdAllocator(ctx, rest, stdout, stderr, lookup)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, lookup)
+	case "healthcheck":
+		return cmdHealthcheck(ctx, rest, stdout, stderr, lookup)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
