@@ -42,10 +42,13 @@ type secret struct{ v string }
 // Format prints a placeholder for every verb.
 func (s *secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "[redacted]") }
 
-// String, GoString and MarshalJSON keep the password out of logs and
-// records, whatever formatting the caller picks.
-func (s *secret) String() string               { return "[redacted]" }
-func (s *secret) GoString() string             { return "[redacted]" }
+// String keeps the password out of logs and records.
+func (s *secret) String() string { return "[redacted]" }
+
+// GoString keeps it out of %#v.
+func (s *secret) GoString() string { return "[redacted]" }
+
+// MarshalJSON keeps it out of JSON.
 func (s *secret) MarshalJSON() ([]byte, error) { return []byte(`"[redacted]"`), nil }
 
 // WithPassword returns a copy of m carrying password (for callers that

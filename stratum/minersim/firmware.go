@@ -284,6 +284,8 @@ type faultListener struct {
 	f *Firmware
 }
 
+// Accept drops (unreachable) or parks (silent) connections under a fault
+// and hands the others to the protocol.
 func (l *faultListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
