@@ -57,6 +57,32 @@ func (d *sum) addFloat(f float64, tmp *big.Int) {
 	d.m.Add(&d.m, tmp)
 }
 
+// subFloat subtracts f (finite, non-negative); tmp is scratch.
+func (d *sum) subFloat(f float64, tmp *big.Int) {
+	mant, exp := splitFloat(f)
+	if mant == 0 {
+		return
+	}
+	d.align(exp)
+	tmp.SetUint64(mant)
+	tmp.Lsh(tmp, uint(exp-d.e))
+	d.m.Sub(&d.m, tmp)
+}
+
+// cmpFloatScratch compares d with f (finite, non-negative) using a and b
+// as scratch, so a walk compares without allocating.
+func (d *sum) cmpFloatScratch(f float64, a, b *big.Int) int {
+	mant, exp := splitFloat(f)
+	if mant == 0 {
+		return d.m.Sign()
+	}
+	e := min(d.e, exp)
+	a.Lsh(&d.m, uint(d.e-e))
+	b.SetUint64(mant)
+	b.Lsh(b, uint(exp-e))
+	return a.Cmp(b)
+}
+
 // add adds another exact sum.
 func (d *sum) add(o *sum) {
 	if o.m.Sign() == 0 {
@@ -71,33 +97,6 @@ func (d *sum) add(o *sum) {
 	var t big.Int
 	t.Lsh(&o.m, uint(o.e-d.e))
 	d.m.Add(&d.m, &t)
-}
-
-// sub subtracts o (the result may be negative).
-func (d *sum) sub(o *sum) {
-	if o.m.Sign() == 0 {
-		return
-	}
-	d.align(o.e)
-	var t big.Int
-	t.Lsh(&o.m, uint(o.e-d.e))
-	d.m.Sub(&d.m, &t)
-}
-
-// cmpFloat compares d with f (finite, non-negative): -1, 0 or +1.
-func (d *sum) cmpFloat(f float64) int {
-	var o sum
-	o.addFloat(f, new(big.Int))
-	return d.cmp(&o)
-}
-
-// cmp compares two exact sums.
-func (d *sum) cmp(o *sum) int {
-	e := min(d.e, o.e)
-	var a, b big.Int
-	a.Lsh(&d.m, uint(d.e-e))
-	b.Lsh(&o.m, uint(o.e-e))
-	return a.Cmp(&b)
 }
 
 // rat returns the sum as a big.Rat.

@@ -149,15 +149,15 @@ func newer(a, b *Share) bool {
 // Window walks shares newest first and keeps each account's difficulty in
 // it exactly. Its memory grows with the number of accounts, not shares.
 type Window struct {
-	bounded  bool
-	n        sum
-	rem      sum // N minus what is credited so far (bounded only)
-	total    sum
-	accounts map[string]*sum
-	shares   int64
-	complete bool
-	last     Share
-	tmp      big.Int
+	bounded   bool
+	n         sum
+	rem       sum // N minus what is credited so far (bounded only)
+	total     sum
+	accounts  map[string]*sum
+	shares    int64
+	complete  bool
+	last      Share
+	tmp, a, b big.Int // scratch: a walk does not allocate per share
 }
 
 // NewWindow starts a window of difficulty n; nil n takes every share it
@@ -203,7 +203,7 @@ func (w *Window) Add(s Share) (part *big.Rat, err error) {
 		acc = &sum{}
 		w.accounts[s.Account] = acc
 	}
-	if w.bounded && w.rem.cmpFloat(s.Diff) <= 0 {
+	if w.bounded && w.rem.cmpFloatScratch(s.Diff, &w.a, &w.b) <= 0 {
 		// The oldest share: only what N still lacks counts.
 		w.complete = true
 		acc.add(&w.rem)
@@ -215,9 +215,7 @@ func (w *Window) Add(s Share) (part *big.Rat, err error) {
 	acc.addFloat(s.Diff, &w.tmp)
 	w.total.addFloat(s.Diff, &w.tmp)
 	if w.bounded {
-		var d sum
-		d.addFloat(s.Diff, &w.tmp)
-		w.rem.sub(&d)
+		w.rem.subFloat(s.Diff, &w.tmp)
 	}
 	return nil, nil
 }
