@@ -52,6 +52,44 @@ type Config struct {
 	// MinersimURL is the base URL of a minersim control API.
 	MinersimURL *url.URL
 	Webhook     WebhookSpec
+
+	// Inventory is allocator.inventory: the miners' CSV file (see
+	// allocator/fleet.ReadInventory); empty when the site has none.
+	Inventory string
+	// Fleet is how the fleet actuator acts on the inventory's miners.
+	Fleet FleetSpec
+	// Confirm is the closed loop: what proves a curtailment or a resume
+	// reached the machines.
+	Confirm ConfirmSpec
+}
+
+// FleetSpec configures acting on a group's miners through their firmware
+// drivers ([allocator] keys max_in_flight, call_timeout, retries,
+// restore_batch_size, restore_batch_interval).
+type FleetSpec struct {
+	// MaxInFlight bounds the miners called at once (default 256).
+	MaxInFlight int
+	// CallTimeout bounds one call to one miner.
+	CallTimeout time.Duration
+	// Retries is how often a failed miner is tried again, with backoff.
+	Retries int
+	// RestoreBatchSize miners are resumed at a time, RestoreBatchInterval
+	// apart, to limit inrush; curtailment is never batched. 0: all at once.
+	RestoreBatchSize     int
+	RestoreBatchInterval time.Duration
+}
+
+// ConfirmSpec configures the closed loop ([allocator] keys confirm_window,
+// confirm_below, confirm_above, confirm_timeout, confirm_retries): after a
+// curtailment the group's accepted difficulty per second on the pool, over
+// Window, must fall below Below × its rate before the action within
+// Timeout; after a resume it must come back above Above × that rate.
+// Otherwise the action is retried Retries times, then alerted.
+type ConfirmSpec struct {
+	Window       time.Duration
+	Below, Above float64
+	Timeout      time.Duration
+	Retries      int
 }
 
 // Price input names ([allocator.prices.<name>]).
