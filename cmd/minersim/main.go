@@ -97,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fwInventory := fs.String("firmware-inventory", "", "write a fleet inventory CSV (address,driver,group,user,password_env) of the served miners to this file")
 	fwFaults := fs.String("firmware-faults", "", "faults by miner index, e.g. 3=wrong-password,4=keeps-hashing,5=unreachable,6=silent")
 	wakeRamp := fs.Duration("wake-ramp", 0, "how long a resumed miner takes before it hashes again")
+	group := fs.String("group", "default", "the miners' group (control API, and the group column of -firmware-inventory)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -164,6 +165,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if err := o.logLevel.Set(*logLevel); err != nil {
 		return o, fmt.Errorf("-log-level: %w", err)
 	}
+	if *group == "" {
+		return o, errors.New("-group: want a name")
+	}
 	if *wakeRamp < 0 {
 		return o, fmt.Errorf("-wake-ramp %v: want >= 0", *wakeRamp)
 	}
@@ -186,6 +190,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
 			Model: m, WakeRamp: *wakeRamp,
 		},
+		Groups: []minersim.GroupSpec{{Name: *group, Count: *n, Model: m}},
 		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup, Tick: *tick, SharesPerSecond: *rate,
 	}
 	o.controlAddr, o.jsonReport = *controlAddr, *jsonReport

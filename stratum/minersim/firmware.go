@@ -320,7 +320,8 @@ type FirmwareSet struct {
 // ListenFirmware binds one listener per miner: miner i listens on base's
 // IPv4 address plus i (127.0.1.1, 127.0.1.2, ... on the same port), or,
 // with samePortStep, on base's address and port plus i. Port 0 gives each
-// listener its own free port.
+// listener its own free port. Without samePortStep each miner's stratum
+// connections are dialed from its own address too (Miner.SetLocalIP).
 func ListenFirmware(miners []*Miner, base string, samePortStep bool, cfg FirmwareConfig) (*FirmwareSet, error) {
 	ap, err := netip.ParseAddrPort(base)
 	if err != nil {
@@ -347,6 +348,13 @@ func ListenFirmware(miners []*Miner, base string, samePortStep bool, cfg Firmwar
 			return nil, fmt.Errorf("firmware of miner %d: %w", i, err)
 		}
 		s.fws, s.lns, s.addrs = append(s.fws, fw), append(s.lns, ln), append(s.addrs, ln.Addr().String())
+		if !samePortStep {
+			// Each miner has an address of its own: its pool connection
+			// comes from it too, as a real miner's does.
+			if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil {
+				m.SetLocalIP(ap.Addr())
+			}
+		}
 	}
 	return s, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,23 @@ type Miner struct {
 	lastEn1     []byte
 
 	resumed, resumeRefused atomic.Uint64
+
+	// localIP, when set, is the address stratum connections are dialed
+	// from: a real miner's pool connection comes from the address its
+	// control API listens on, which is how the pool ties the two together
+	// (the fleet's wrong-group report).
+	localIP atomic.Pointer[netip.Addr]
+}
+
+// SetLocalIP makes the miner's next stratum connections come from ip (an
+// address of this host, such as a 127.0.x.y loopback address); the zero
+// Addr goes back to the system's choice.
+func (m *Miner) SetLocalIP(ip netip.Addr) {
+	if !ip.IsValid() {
+		m.localIP.Store(nil)
+		return
+	}
+	m.localIP.Store(&ip)
 }
 
 // session is the state of one connection; every field is guarded by
@@ -206,6 +224,9 @@ const maxReconnectWait = 10 * 60
 // a requested redirect and whether the session got authorized.
 func (m *Miner) runSession(ctx context.Context, addr string) (*reconnectParams, bool, error) {
 	d := net.Dialer{Timeout: m.cfg.DialTimeout}
+	if ip := m.localIP.Load(); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice()}
+	}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		m.stats.connectFailures.Add(1)
