@@ -45,6 +45,7 @@ type Tracker struct {
 	maturity int64
 	now      func() time.Time
 	metrics  *metrics
+	onChange func(BlockChange)
 }
 
 // TrackerOption tunes a Tracker.
@@ -53,6 +54,11 @@ type TrackerOption func(*Tracker)
 // WithMaturity sets the confirmations after which a block is mature
 // (default 100).
 func WithMaturity(n int64) TrackerOption { return func(t *Tracker) { t.maturity = n } }
+
+// WithOnChange has Run call fn with every status change it stored (block
+// confirmed, orphaned, matured), after the change is committed: the
+// operator's notifications. fn must not block.
+func WithOnChange(fn func(BlockChange)) TrackerOption { return func(t *Tracker) { t.onChange = fn } }
 
 // WithTrackerClock replaces time.Now.
 func WithTrackerClock(now func() time.Time) TrackerOption { return func(t *Tracker) { t.now = now } }
@@ -84,8 +90,14 @@ func (t *Tracker) Run(ctx context.Context, interval time.Duration) error {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
-		if _, err := t.Poll(ctx); err != nil && ctx.Err() == nil {
+		changes, err := t.Poll(ctx)
+		if err != nil && ctx.Err() == nil {
 			t.log.Warn("block tracker: poll failed", zap.Error(err))
+		}
+		if t.onChange != nil {
+			for _, c := range changes {
+				t.onChange(c)
+			}
 		}
 		select {
 		case <-ctx.Done():

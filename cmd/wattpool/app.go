@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -46,9 +47,13 @@ type app struct {
 	httpSrv *http.Server
 
 	alloc *allocLive // nil when allocator.mode is off
+	fleet *fleetView // nil without allocator.inventory (fleetview.go)
 
 	// draining is set once shutdown began: /readyz answers 503.
 	draining atomic.Bool
+	// notify logs and POSTs operator events (blocks, node and ledger
+	// health).
+	notify *notifier
 }
 
 // newApp builds every part of the pool without starting any; on error it
@@ -72,6 +77,9 @@ func newApp(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.
 			Help:        "Always 1; the labels name the running build and instance.",
 			ConstLabels: prometheus.Labels{"version": versionString(), "instance": cfg.Instance, "network": cfg.Network.Name},
 		}, func() float64 { return 1 }))
+	if a.notify, err = newNotifier(cfg, os.LookupEnv, log.Named("notify"), a.reg); err != nil {
+		return nil, err
+	}
 	if err := a.buildSource(); err != nil {
 		return nil, err
 	}
@@ -86,7 +94,8 @@ func newApp(ctx context.Context, cfg *config.Config, log *zap.Logger, level zap.
 	if err := a.buildAllocator(); err != nil {
 		return nil, err
 	}
-	a.server, err = stratum.New(stratumConfig(cfg), a.builder, a.source, a.sink, log.Named("stratum"),
+	a.buildFleetView()
+	a.server, err = stratum.New(stratumConfig(cfg), a.builder, a.source, notifySink{a.sink, a.notify}, log.Named("stratum"),
 		stratum.WithRegisterer(a.reg))
 	if err != nil {
 		return nil, err
@@ -162,7 +171,8 @@ func (a *app) buildSink(ctx context.Context) error {
 	}
 	a.sink = a.recorder
 	if len(a.clients) > 0 {
-		a.tracker, err = shares.NewTracker(a.db, failoverChain(a.clients), a.recorder, a.log.Named("blocks"))
+		a.tracker, err = shares.NewTracker(a.db, failoverChain(a.clients), a.recorder, a.log.Named("blocks"),
+			shares.WithOnChange(a.notify.blockChanged))
 		if err != nil {
 			return err
 		}
@@ -283,6 +293,13 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 	return sc
 }
 
+// healthInterval is how often node and ledger health are checked for
+// notifications; notifyFlush bounds the last notifications at shutdown.
+const (
+	healthInterval = 5 * time.Second
+	notifyFlush    = 5 * time.Second
+)
+
 // run serves until ctx is done, then drains: the stratum server finishes
 // in-flight messages, the ledger flushes its spool, HTTP stops last so
 // /healthz and /metrics stay up during the drain. reload receives new
@@ -316,6 +333,14 @@ func (a *app) run(ctx context.Context, reload <-chan *config.Config) error {
 	if a.alloc != nil {
 		allocDone = a.alloc.run(srvCtx)
 	}
+	// Notifications outlive the server so the drain's events go out; the
+	// health watch stops with the server.
+	notifyCtx, stopNotify := context.WithCancel(context.WithoutCancel(ctx))
+	notifyDone := make(chan struct{})
+	go func() { defer close(notifyDone); a.notify.run(notifyCtx, notifyFlush) }()
+	healthDone := make(chan struct{})
+	go func() { defer close(healthDone); a.watchHealth(srvCtx, healthInterval) }()
+	defer func() { stopNotify(); <-notifyDone }()
 
 	var err error
 loop:
@@ -338,6 +363,7 @@ loop:
 		}
 	}
 	<-trackerDone
+	<-healthDone
 	if a.alloc != nil {
 		<-allocDone
 	}

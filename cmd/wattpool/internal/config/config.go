@@ -121,6 +121,8 @@ type Config struct {
 	Allocator AllocatorConfig
 	// Payouts is the validated [payouts] configuration (payouts.go).
 	Payouts PayoutsConfig
+	// Notify is the validated [notify] configuration (notify.go).
+	Notify NotifyConfig
 }
 
 // Node is one node of the failover list.
@@ -189,6 +191,7 @@ func Defaults() File {
 
 		Allocator: defaultAllocator(),
 		Payouts:   defaultPayouts(),
+		Notify:    defaultNotify(),
 	}
 }
 

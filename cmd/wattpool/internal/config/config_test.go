@@ -399,6 +399,8 @@ max_duration = "1m"
 			"stratum.ban.max_duration: 1m0s is shorter than stratum.ban.duration 10m0s"}},
 		{name: "ban flooder percent", file: minimal + "[stratum.ban]\naddress_flooder_percent = 0\n",
 			want: []string{"stratum.ban.address_flooder_percent: 0: want a percentage in (0, 100]"}},
+		{name: "notify", file: minimal + "[notify]\nurl = \"ftp://x\"\nsecret_env = \"1BAD\"\ntimeout = \"2m\"\n",
+			want: []string{"notify.timeout: 2m0s is too long", "notify.url: want an http:// or https:// URL", "notify.secret_env: \"1BAD\" is not an environment variable name"}},
 		{name: "no node, no payout", file: "", want: []string{"bitcoin.payout_address: must be set", "node.urls: no node"}},
 		{name: "missing files", file: minimal, env: []string{"WATTPOOL_NODE_URL", "https://u:p@h:1", "WATTPOOL_NODE_CA_FILE", "/nonexistent/ca.pem"},
 			want: []string{"node.ca_file (from WATTPOOL_NODE_CA_FILE): open /nonexistent/ca.pem"}},

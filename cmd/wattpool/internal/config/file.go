@@ -21,6 +21,8 @@ type File struct {
 	Allocator AllocatorFile `toml:"allocator"`
 	// Payouts is how block rewards are split (payouts.go).
 	Payouts PayoutsFile `toml:"payouts"`
+	// Notify is where operator notifications go (notify.go).
+	Notify NotifyFile `toml:"notify"`
 }
 
 // InstanceFile is the [instance] table.

@@ -49,6 +49,9 @@ type validator struct {
 	connBound    int
 	connNofile   uint64
 	connBoundErr error
+	// lookup reads the environment (allocator.inventory's password
+	// variables); Parse always sets it.
+	lookup func(string) (string, bool)
 }
 
 func (v *validator) errorf(field, format string, args ...any) {
@@ -66,8 +69,8 @@ func (v *validator) duration(field, s string, lo time.Duration) time.Duration {
 	return d
 }
 
-func validate(f *File, from map[string]string) (*Config, Errors) {
-	v := &validator{from: from}
+func validate(f *File, from map[string]string, lookup func(string) (string, bool)) (*Config, Errors) {
+	v := &validator{from: from, lookup: lookup}
 	c := &Config{}
 
 	// [instance]
@@ -199,6 +202,7 @@ func validate(f *File, from map[string]string) (*Config, Errors) {
 	}
 	v.allocator(f, c)
 	v.payouts(f, c)
+	v.notify(f, c)
 	return c, v.errs
 }
 
