@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/wattpool/wattpool/allocator"
+	"github.com/wattpool/wattpool/allocator/fleet"
 )
 
 // AllocatorFile is the [allocator] table: the mine-or-lease allocator's
@@ -34,6 +35,20 @@ type AllocatorFile struct {
 	StaleAfter               string  `toml:"stale_after"`
 	HashrateAlertFraction    float64 `toml:"hashrate_alert_fraction"`
 	FeesWindow               int     `toml:"fees_window"`
+
+	// The fleet actuator and the closed loop (see allocator.FleetSpec and
+	// allocator.ConfirmSpec).
+	Inventory            string  `toml:"inventory"`
+	MaxInFlight          int     `toml:"max_in_flight"`
+	CallTimeout          string  `toml:"call_timeout"`
+	Retries              int     `toml:"retries"`
+	RestoreBatchSize     int     `toml:"restore_batch_size"`
+	RestoreBatchInterval string  `toml:"restore_batch_interval"`
+	ConfirmWindow        string  `toml:"confirm_window"`
+	ConfirmBelow         float64 `toml:"confirm_below"`
+	ConfirmAbove         float64 `toml:"confirm_above"`
+	ConfirmTimeout       string  `toml:"confirm_timeout"`
+	ConfirmRetries       int     `toml:"confirm_retries"`
 
 	Lease          LeaseFile            `toml:"lease"`
 	Groups         []AllocatorGroupFile `toml:"group"`
@@ -134,6 +149,15 @@ const (
 	MaxJoulesPerTH        = 10000 // nor this poor
 	MaxConfirmM           = 100
 	MaxFeesWindow         = 10000
+	// MaxInFlight bounds max_in_flight: one process may hold at most
+	// about 20,000 open files.
+	MaxInFlight = 10000
+	// MaxRetries bounds retries and confirm_retries: more attempts do not
+	// wake a miner that refused ten times, they only delay the alert.
+	MaxRetries = 10
+	// MaxConfirmWindow bounds confirm_window: the pool keeps each group's
+	// accepted difficulty per second for this long (stratum.MaxRateWindow).
+	MaxConfirmWindow = 10 * time.Minute
 )
 
 func defaultAllocator() AllocatorFile {
@@ -141,6 +165,8 @@ func defaultAllocator() AllocatorFile {
 		Mode: string(allocator.ModeOff), Interval: "1m", MinOn: "0s", MinOff: "0s",
 		Policy: "merit", Actuator: "none", ConfirmN: 1, ConfirmM: 1, StaleAfter: "10m",
 		HashrateAlertFraction: 0.25, FeesWindow: 144,
+		MaxInFlight: 256, CallTimeout: "5s", Retries: 2, RestoreBatchInterval: "10s",
+		ConfirmWindow: "60s", ConfirmBelow: 0.05, ConfirmAbove: 0.5, ConfirmTimeout: "5m", ConfirmRetries: 1,
 		Lease:          LeaseFile{Price: 120, Unit: allocator.UnitUSDPerMWh, EnergyPaidBy: "operator"},
 		ExternalPolicy: ExternalPolicyFile{Timeout: "5s"},
 		Webhook:        WebhookFile{SecretEnv: DefaultWebhookSecretEnv, Timeout: "10s"},
@@ -176,6 +202,7 @@ func LoadAllocator(path string) (*AllocatorConfig, error) {
 // [[stratum.group]] rule puts workers in.
 func (v *validator) allocator(f *File, c *Config) {
 	c.Allocator = v.allocatorTables(&f.Allocator)
+	v.inventory(&f.Allocator, v.lookup)
 	if len(f.Allocator.Groups) == 0 {
 		return
 	}
@@ -369,10 +396,119 @@ func (v *validator) allocatorTables(a *AllocatorFile) AllocatorConfig {
 		if a.Webhook.URL == "" {
 			v.errorf("allocator.webhook.url", "actuator = \"webhook\" needs the URL decisions are POSTed to")
 		}
+	case "fleet":
+		if a.Inventory == "" {
+			v.errorf("allocator.inventory", "actuator = \"fleet\" needs the miners' inventory (a CSV file: address,driver,group[,user,password_env])")
+		}
 	default:
-		v.errorf("allocator.actuator", "%q: want none, minersim or webhook", a.Actuator)
+		v.errorf("allocator.actuator", "%q: want none, minersim, webhook or fleet", a.Actuator)
 	}
+	v.fleetAndConfirm(a, &c)
 	return c
+}
+
+// fleetAndConfirm validates the fleet actuator's and the closed loop's
+// keys. The inventory file itself is read by inventory, which needs the
+// environment (its passwords) and the whole configuration.
+func (v *validator) fleetAndConfirm(a *AllocatorFile, c *AllocatorConfig) {
+	c.Inventory = a.Inventory
+	f := &c.Fleet
+	f.MaxInFlight = a.MaxInFlight
+	if a.MaxInFlight < 1 || a.MaxInFlight > MaxInFlight {
+		v.errorf("allocator.max_in_flight", "%d is out of range [1, %d] miners at once", a.MaxInFlight, MaxInFlight)
+	}
+	f.CallTimeout = v.timeout("allocator.call_timeout", a.CallTimeout, 5*time.Minute)
+	f.Retries = a.Retries
+	if a.Retries < 0 || a.Retries > MaxRetries {
+		v.errorf("allocator.retries", "%d is out of range [0, %d]", a.Retries, MaxRetries)
+	}
+	f.RestoreBatchSize = a.RestoreBatchSize
+	if a.RestoreBatchSize < 0 || a.RestoreBatchSize > 1_000_000 {
+		v.errorf("allocator.restore_batch_size", "%d is out of range [0, 1000000] (0: every miner at once)", a.RestoreBatchSize)
+	}
+	if f.RestoreBatchInterval = v.duration("allocator.restore_batch_interval", a.RestoreBatchInterval, 0); f.RestoreBatchInterval > time.Hour {
+		v.errorf("allocator.restore_batch_interval", "%v is too long (at most 1h)", f.RestoreBatchInterval)
+	}
+
+	cf := &c.Confirm
+	window := v.duration("allocator.confirm_window", a.ConfirmWindow, time.Second)
+	if window > MaxConfirmWindow {
+		v.errorf("allocator.confirm_window", "%v is too long (at most %v: the pool keeps no longer a per-second rate)", window, MaxConfirmWindow)
+	}
+	timeout := v.duration("allocator.confirm_timeout", a.ConfirmTimeout, time.Second)
+	if timeout > 24*time.Hour {
+		v.errorf("allocator.confirm_timeout", "%v is too long (at most 24h)", timeout)
+	}
+	if window >= time.Second && timeout >= time.Second && window >= timeout {
+		v.errorf("allocator.confirm_window", "%v is not shorter than confirm_timeout %v: the window must slide past the action before the timeout", window, timeout)
+	}
+	cf.Window, cf.Timeout = window, timeout
+	cf.Below, cf.Above = a.ConfirmBelow, a.ConfirmAbove
+	if !(a.ConfirmBelow > 0 && a.ConfirmBelow < 1) {
+		v.errorf("allocator.confirm_below", "%v: want a fraction in (0, 1) of the rate before a curtailment", a.ConfirmBelow)
+	}
+	if !(a.ConfirmAbove > 0 && a.ConfirmAbove <= 1) {
+		v.errorf("allocator.confirm_above", "%v: want a fraction in (0, 1] of the rate before the curtailment", a.ConfirmAbove)
+	}
+	cf.Retries = a.ConfirmRetries
+	if a.ConfirmRetries < 0 || a.ConfirmRetries > MaxRetries {
+		v.errorf("allocator.confirm_retries", "%d is out of range [0, %d]", a.ConfirmRetries, MaxRetries)
+	}
+}
+
+// inventory reads allocator.inventory as serve will (passwords from the
+// environment lookup names) and checks it against the configuration:
+// every inventory group must be an [[allocator.group]], and under
+// actuator = "fleet" a group without miners needs the webhook. Errors
+// name the inventory's line and column; never a password.
+func (v *validator) inventory(a *AllocatorFile, lookup func(string) (string, bool)) {
+	if a.Inventory == "" {
+		return
+	}
+	fh, err := os.Open(a.Inventory)
+	if err != nil {
+		v.errorf("allocator.inventory", "%v", err)
+		return
+	}
+	defer fh.Close()
+	miners, err := fleet.ReadInventory(fh, lookup)
+	if err != nil {
+		v.errorf("allocator.inventory", "%s: %v", a.Inventory, err)
+		return
+	}
+	configured := map[string]bool{}
+	for _, g := range a.Groups {
+		configured[g.Name] = true
+	}
+	firstLine := map[string]int{}
+	for _, m := range miners {
+		if _, ok := firstLine[m.Group]; !ok {
+			firstLine[m.Group] = m.Line
+		}
+	}
+	var unknown []string
+	for g, line := range firstLine {
+		if !configured[g] {
+			unknown = append(unknown, fmt.Sprintf("%q (line %d)", g, line))
+		}
+	}
+	slices.Sort(unknown)
+	if len(unknown) > 0 {
+		v.errorf("allocator.inventory", "%s: group %s is not an [[allocator.group]]", a.Inventory, strings.Join(unknown, ", "))
+	}
+	if a.Actuator != "fleet" {
+		return
+	}
+	var bare []string
+	for _, g := range a.Groups {
+		if _, ok := firstLine[g.Name]; !ok && g.Name != "" {
+			bare = append(bare, g.Name)
+		}
+	}
+	if len(bare) > 0 && a.Webhook.URL == "" {
+		v.errorf("allocator.webhook.url", "groups %s have no miners in %s: under actuator = \"fleet\" they are told through the webhook, which needs its URL",
+			strings.Join(bare, ", "), a.Inventory)
+	}
 }
 
 // amount checks a finite value in [0, hi].

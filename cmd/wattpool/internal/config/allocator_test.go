@@ -300,7 +300,7 @@ hashrate_ths = 11500
 			want: []string{"allocator.prices.btc_usd: mode \"act\" needs this price", "allocator.prices.energy_usd_per_mwh: mode \"act\" needs",
 				"allocator.group: mode \"act\" needs at least one"}},
 		{name: "policy and actuator enums", file: minimal + "[allocator]\npolicy = \"greedy\"\nactuator = \"luxos\"\n",
-			want: []string{`allocator.policy: "greedy": want merit or http`, `allocator.actuator: "luxos": want none, minersim or webhook`}},
+			want: []string{`allocator.policy: "greedy": want merit or http`, `allocator.actuator: "luxos": want none, minersim, webhook or fleet`}},
 		{name: "policy and actuator needs", file: minimal + "[allocator]\npolicy = \"http\"\nactuator = \"webhook\"\n[allocator.webhook]\nsecret_env = \"\"\n",
 			want: []string{"allocator.external_policy.url: policy = \"http\" needs", "allocator.webhook.url: actuator = \"webhook\" needs",
 				`allocator.webhook.secret_env: "" is not an environment variable name`}},

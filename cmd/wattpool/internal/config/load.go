@@ -44,7 +44,7 @@ func Parse(raw []byte, lookup func(string) (string, bool)) (*Config, error) {
 	}
 	from, envErrs := ApplyEnv(&f, lookup)
 	errs = append(errs, envErrs...)
-	cfg, valErrs := validate(&f, from)
+	cfg, valErrs := validate(&f, from, lookup)
 	errs = append(errs, valErrs...)
 	if len(errs) > 0 {
 		return nil, errs
