@@ -77,6 +77,7 @@ func (a *app) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.HandleFunc("GET /api/v1/allocator", a.serveAllocator)
+	mux.HandleFunc("GET /api/v1/fleet", a.serveFleet)
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		st, err := a.status()
 		if err != nil {
