@@ -17,6 +17,8 @@ type registry struct {
 	mu      sync.RWMutex
 	workers map[workerKey]*workerStats
 	window  time.Duration
+	// rates are the groups' per-second accepted difficulty (GroupRate).
+	rates groupRates
 }
 
 type workerKey struct{ account, worker string }
@@ -28,6 +30,9 @@ type workerStats struct {
 	account string
 	worker  string
 	group   string
+	// rate is group's per-second counter, looked up whenever group is
+	// set so that a share never looks it up.
+	rate    *groupRate
 	conns   int
 	since   time.Time // first seen (or re-seen after being forgotten)
 	last    time.Time // last accepted share
@@ -62,9 +67,10 @@ func (r *registry) attach(account, worker, group string, now time.Time) *workerS
 		w = &workerStats{account: account, worker: worker, since: now, window: r.window}
 		r.workers[k] = w
 	}
+	rate := r.rates.get(group)
 	w.mu.Lock()
 	w.conns++
-	w.group = group
+	w.group, w.rate = group, rate
 	w.mu.Unlock()
 	return w
 }
@@ -98,8 +104,9 @@ func (r *registry) regroup(cfg *Config) {
 	defer r.mu.RUnlock()
 	for _, w := range r.workers {
 		g := cfg.groupFor(w.account + "." + w.worker)
+		rate := r.rates.get(g)
 		w.mu.Lock()
-		w.group = g
+		w.group, w.rate = g, rate
 		w.mu.Unlock()
 	}
 }
@@ -131,6 +138,9 @@ func (w *workerStats) addShare(diff float64, now time.Time, block bool) {
 		b.start, b.diff = start, 0
 	}
 	b.diff += diff
+	if w.rate != nil {
+		w.rate.add(diff, now)
+	}
 }
 
 // addReject counts a rejected share.
