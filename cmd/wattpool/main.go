@@ -10,6 +10,8 @@
 //	wattpool allocator backtest         replay the allocator's policy over a price CSV
 //	wattpool allocator report           per group and UTC day: MWh and dollars mining and curtailed, and the other choice
 //	wattpool allocator override         force a group mining or curtailed for a while, with a reason (or -clear)
+//	wattpool fleet list|status          the inventory's miners; their state, hashrate and power read through their drivers
+//	wattpool fleet curtail|resume       put a group's miners to sleep or wake them now, recorded as a manual override
 //	wattpool demo [--duration d]        the pool on a throw-away PostgreSQL + btcd regtest with simulated miners
 //	wattpool healthcheck [--ready]      exit 0 when a running pool answers /healthz (or /readyz)
 //	wattpool version                    print the version
@@ -87,6 +89,10 @@ commands:
   allocator backtest  replay the mine-or-lease policy over a price CSV (--config, --prices)
   allocator report    per group and UTC day: MWh and dollars mining and curtailed, and what the other choice paid
   allocator override  force a group mining or curtailed (-group, -state, -reason, -for) or -clear it
+  fleet list       the inventory's miners by group, without calling them (--inventory, --group, --format)
+  fleet status     every miner's state, hashrate and power through its driver, per-group totals (--pool: wrong-group report)
+  fleet curtail    record a manual override and put a group's miners to sleep now (--group, --reason, --for)
+  fleet resume     record a manual override and wake a group's miners, in restore batches (--group, --reason, --for)
   demo             run the pool on a throw-away PostgreSQL and btcd regtest with simulated miners
   healthcheck      exit 0 when a running pool answers /healthz, or /readyz with --ready (container health checks)
   version          print the version
@@ -136,6 +142,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 		return cmdPayouts(ctx, rest, stdout, stderr, lookup)
 	case "allocator":
 		return cmdAllocator(ctx, rest, stdout, stderr, lookup)
+	case "fleet":
+		return cmdFleet(ctx, rest, stdout, stderr, lookup)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr, lookup)
 	case "healthcheck":
