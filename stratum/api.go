@@ -264,6 +264,14 @@ func (s *Server) Reload(cfg Config) error {
 			fixed = append(fixed, fmt.Sprintf("Listeners[%q].Addr", ol.Name))
 			nl.Addr = ol.Addr
 		}
+		if nl.ProxyProtocol != ol.ProxyProtocol {
+			fixed = append(fixed, fmt.Sprintf("Listeners[%q].ProxyProtocol", ol.Name))
+			nl.ProxyProtocol = ol.ProxyProtocol
+		}
+		if (nl.TLSCert == "") != (ol.TLSCert == "") {
+			fixed = append(fixed, fmt.Sprintf("Listeners[%q].TLSCert (TLS on or off)", ol.Name))
+			nl.TLSCert, nl.TLSKey = ol.TLSCert, ol.TLSKey
+		}
 		listeners[i] = nl
 	}
 	for _, nl := range next.Listeners {
@@ -276,8 +284,15 @@ func (s *Server) Reload(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("reload: %w", err)
 	}
+	// Certificates are read before anything changes: a renewal that
+	// cannot be read leaves the whole configuration as it was.
+	certs, err := s.loadCerts(listeners)
+	if err != nil {
+		return fmt.Errorf("reload: %w", err)
+	}
 	s.cfg.Store(&next)
 	s.setConnLimit(maxConns)
+	s.swapCerts(certs)
 	for i, l := range s.listeners {
 		lc := listeners[i]
 		l.cfg.Store(&lc)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"net/netip"
 	"path"
 	"time"
 
@@ -92,6 +93,16 @@ type Config struct {
 	// Set it only where miners are known to come from many addresses
 	// (reloadable, like MaxConnections).
 	MaxConnectionsPerIP int
+	// ProxyTrusted are the networks whose connections to a listener with
+	// ProxyProtocol may carry a PROXY header (the load balancers'
+	// addresses). A connection from elsewhere to such a listener is
+	// closed unread: its header could claim any address and dodge bans
+	// and per-IP caps (reloadable).
+	ProxyTrusted []netip.Prefix
+	// HandshakeTimeout bounds what a connection must send before it is a
+	// miner connection: the PROXY header and the TLS handshake, on the
+	// listeners that have them (reloadable).
+	HandshakeTimeout time.Duration
 }
 
 // ListenerConfig is one port.
@@ -107,6 +118,16 @@ type ListenerConfig struct {
 	// server's cap (0: only the server's cap applies), so that one port
 	// cannot take every slot from the others (reloadable).
 	MaxConnections int
+	// ProxyProtocol makes the port read a PROXY protocol header (version
+	// 1 or 2, HAProxy's send-proxy / send-proxy-v2) before anything
+	// else, from ProxyTrusted sources only; the address it names is the
+	// miner's for bans, per-IP caps, logs and the API. Not reloadable.
+	ProxyProtocol bool
+	// TLSCert and TLSKey are PEM files; both set make the port serve
+	// Stratum over TLS (stratum+ssl). The files are read again on
+	// Reload (a renewed certificate takes effect for new connections,
+	// live ones stay); turning TLS on or off needs a restart.
+	TLSCert, TLSKey string
 }
 
 // VardiffConfig tunes vardiff (see package vardiff).
@@ -193,6 +214,7 @@ func Default() Config {
 		// More than the 18,000 connections one instance is sized for, so
 		// a pool-wide network blip keeps every session resumable.
 		MaxParkedSessions: 20000,
+		HandshakeTimeout:  10 * time.Second,
 		Ban: BanConfig{
 			Enabled:        true,
 			CheckShares:    100,
@@ -242,6 +264,12 @@ func (c Config) Validate() error {
 		if !finitePositive(l.StartDiff) || l.StartDiff < l.MinDiff || l.StartDiff > l.MaxDiff {
 			bad(f+".StartDiff", "%v must be within [MinDiff %v, MaxDiff %v]", l.StartDiff, l.MinDiff, l.MaxDiff)
 		}
+		if l.ProxyProtocol && len(c.ProxyTrusted) == 0 {
+			bad(f+".ProxyProtocol", "needs at least one ProxyTrusted network (the load balancers' addresses)")
+		}
+		if (l.TLSCert == "") != (l.TLSKey == "") {
+			bad(f+".TLSCert", "TLSCert and TLSKey must be set together (cert %q, key %q)", l.TLSCert, l.TLSKey)
+		}
 	}
 	if c.VersionMask != 0 && bits.OnesCount32(c.VersionMask) < 2 {
 		bad("VersionMask", "%08x leaves fewer than 2 bits to roll (use 0 to disable)", c.VersionMask)
@@ -260,7 +288,7 @@ func (c Config) Validate() error {
 		{"ShareTimeout", c.ShareTimeout}, {"ReadTimeout", c.ReadTimeout},
 		{"WriteTimeout", c.WriteTimeout}, {"RefreshInterval", c.RefreshInterval},
 		{"HashrateWindow", c.HashrateWindow}, {"SinkTimeout", c.SinkTimeout},
-		{"BlockSubmitTimeout", c.BlockSubmitTimeout},
+		{"BlockSubmitTimeout", c.BlockSubmitTimeout}, {"HandshakeTimeout", c.HandshakeTimeout},
 	} {
 		if d.v <= 0 {
 			bad(d.name, "%v must be positive", d.v)
@@ -312,6 +340,11 @@ func (c Config) Validate() error {
 			if !(b.AddressFlooderPercent > 0 && b.AddressFlooderPercent <= 100) {
 				bad("Ban.AddressFlooderPercent", "%v must be in (0, 100]", b.AddressFlooderPercent)
 			}
+		}
+	}
+	for i, p := range c.ProxyTrusted {
+		if !p.IsValid() {
+			bad(fmt.Sprintf("ProxyTrusted[%d]", i), "%v is not a network", p)
 		}
 	}
 	for i, g := range c.Groups {

@@ -2,6 +2,7 @@ package stratum
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -152,10 +153,16 @@ const maxSharesPerJob = 4096
 // TCP). admitted says that admit took a slot for it, which close gives
 // back.
 func (s *Server) newConn(nc net.Conn, l *listener, ip netip.Addr, admitted bool) *conn {
+	return s.newConnAt(nc, l, ip, nc.RemoteAddr().String(), admitted)
+}
+
+// newConnAt is newConn for a miner whose address is not the socket's
+// peer (behind a PROXY-protocol balancer): ip and remote are the miner's.
+func (s *Server) newConnAt(nc net.Conn, l *listener, ip netip.Addr, remote string, admitted bool) *conn {
 	now := s.now()
 	lc := l.cfg.Load()
 	cfg := s.cfg.Load()
-	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: nc.RemoteAddr().String(), connectedAt: time.Now(),
+	c := &conn{s: s, l: l, nc: nc, raw: rawConn(nc), remote: remote, connectedAt: time.Now(),
 		ip: ip, admitted: admitted}
 	c.wcond.L = &c.wmu
 	c.lastRead = c.connectedAt
@@ -204,6 +211,10 @@ func (s *Server) acceptLoop(l *listener) {
 		}
 		backoff = 0
 		ip := remoteIP(nc)
+		if l.proxy {
+			s.acceptProxied(l, nc, ip)
+			continue
+		}
 		if ip.IsValid() {
 			if until, banned := s.bans.banned(ip, s.now()); banned {
 				s.metrics.closedByReason[ClosedBanned].Inc()
@@ -218,6 +229,10 @@ func (s *Server) acceptLoop(l *listener) {
 			s.metrics.closedByReason[r].Inc()
 			nc.Close()
 			s.refused(l, r, ip)
+			continue
+		}
+		if l.tls != nil {
+			s.startHandshake(l, nc, ip, ip)
 			continue
 		}
 		c := s.newConn(nc, l, ip, true)
@@ -346,7 +361,14 @@ func (c *conn) close(r CloseReason) {
 		c.queue = nil
 		c.wcond.Broadcast()
 		c.wmu.Unlock()
-		c.nc.Close()
+		if tc, ok := c.nc.(*tls.Conn); ok {
+			// Not tls.Conn.Close: its close_notify write could wait
+			// behind a stuck writer while a broadcast closes a slow
+			// consumer. Miners do not need the alert.
+			tc.NetConn().Close()
+		} else {
+			c.nc.Close()
+		}
 		if c.admitted {
 			// The descriptor is gone: its slot may go to a new miner.
 			c.s.release(c.l, c.ip)
@@ -577,13 +599,17 @@ func (c *conn) deadline(cfg *Config) (time.Time, CloseReason) {
 // ends; it owns the session's reader-side state. While the miner is idle
 // it holds no read buffer (see rawReader); a partial line waiting for its
 // end is the only data kept between reads.
-func (c *conn) readLoop() {
+func (c *conn) readLoop() { c.readFrom(nil) }
+
+// readFrom is readLoop with pending, bytes that came with a PROXY header,
+// handled before the first read.
+func (c *conn) readFrom(pending []byte) {
 	defer c.teardown()
 	var rr *rawReader
 	if c.raw != nil {
 		rr = newRawReader(c.raw, &c.s.readBufs)
 	}
-	var pending []byte
+	first := len(pending) > 0
 	for {
 		cfg := c.s.cfg.Load()
 		deadline, why := c.deadline(cfg)
@@ -595,9 +621,12 @@ func (c *conn) readLoop() {
 		var chunk *[]byte
 		var n int
 		var err error
-		if rr != nil {
+		switch {
+		case first:
+			first = false // lines that came with the header are handled before reading
+		case rr != nil:
 			chunk, n, err = rr.Read()
-		} else {
+		default:
 			chunk = c.s.readBufs.Get().(*[]byte)
 			n, err = c.nc.Read((*chunk)[:cap(*chunk)])
 		}

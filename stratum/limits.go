@@ -162,6 +162,24 @@ func (s *Server) admit(l *listener, ip netip.Addr) (CloseReason, bool) {
 	return 0, true
 }
 
+// admitIP counts a socket that admit took with the zero Addr against
+// MaxConnectionsPerIP of ip, once a PROXY header named the miner behind
+// it; release(l, ip) then gives back both.
+func (s *Server) admitIP(ip netip.Addr) (CloseReason, bool) {
+	if !ip.IsValid() {
+		return 0, true
+	}
+	perIP := s.cfg.Load().MaxConnectionsPerIP
+	a := &s.adm
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if perIP > 0 && a.perIP[ip] >= perIP {
+		return ClosedTooManyPerIP, false
+	}
+	a.perIP[ip]++
+	return 0, true
+}
+
 // release gives back the slot admit took.
 func (s *Server) release(l *listener, ip netip.Addr) {
 	a := &s.adm

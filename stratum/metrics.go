@@ -35,6 +35,20 @@ const (
 	// ClosedTooManyPerIP: refused at accept, MaxConnectionsPerIP was
 	// reached for the miner's address.
 	ClosedTooManyPerIP
+	// ClosedProxyUntrusted: a PROXY-protocol listener was reached from an
+	// address outside ProxyTrusted (nothing is read from it).
+	ClosedProxyUntrusted
+	// ClosedProxyHeader: the PROXY header was malformed, truncated or
+	// not one at all; ClosedProxyTimeout: it did not arrive in
+	// HandshakeTimeout.
+	ClosedProxyHeader
+	ClosedProxyTimeout
+	// ClosedTLSHandshake: the TLS handshake failed; ClosedTLSPlaintext:
+	// the client sent plain TCP (stratum+tcp) to a TLS port;
+	// ClosedTLSTimeout: the handshake did not finish in HandshakeTimeout.
+	ClosedTLSHandshake
+	ClosedTLSPlaintext
+	ClosedTLSTimeout
 	closeReasonCount
 )
 
@@ -56,6 +70,13 @@ var closeReasonNames = [...]string{
 	ClosedInvalidShares:      "invalid_shares",
 	ClosedTooManyConnections: "too_many_connections",
 	ClosedTooManyPerIP:       "too_many_connections_per_ip",
+
+	ClosedProxyUntrusted: "proxy_untrusted",
+	ClosedProxyHeader:    "proxy_header",
+	ClosedProxyTimeout:   "proxy_timeout",
+	ClosedTLSHandshake:   "tls_handshake",
+	ClosedTLSPlaintext:   "tls_plaintext",
+	ClosedTLSTimeout:     "tls_timeout",
 }
 
 // String returns the stable name of the reason.

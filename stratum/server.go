@@ -74,6 +74,8 @@ type Server struct {
 	// Throttles of the warnings about refused sockets (server or
 	// listener cap; per-IP cap) and failing accepts.
 	refusedLog, refusedIPLog, acceptLog throttle
+	// hs are the sockets still in their PROXY header or TLS handshake.
+	hs handshakes
 
 	mu      sync.Mutex
 	conns   map[uint64]*conn
@@ -128,6 +130,10 @@ type listener struct {
 	ln      net.Listener
 	metrics *listenerMetrics
 	open    int // admitted sockets not closed yet, guarded by Server.adm.mu
+	// tls is set on a Stratum-over-TLS port; proxy on a port that reads
+	// PROXY headers (see handshake.go). Both are fixed at New.
+	tls   *listenerTLS
+	proxy bool
 }
 
 // New checks the configuration and returns a server that is not yet
@@ -189,6 +195,9 @@ func New(cfg Config, builder *work.Builder, source node.Source, sink Sink, log *
 		l := &listener{metrics: m.forListener(c.Listeners[i].Name)}
 		lc := c.Listeners[i]
 		l.cfg.Store(&lc)
+		if err := l.setup(lc); err != nil {
+			return nil, fmt.Errorf("stratum config: %w", err)
+		}
 		s.listeners = append(s.listeners, l)
 	}
 	return s, nil
@@ -518,6 +527,7 @@ func (s *Server) shutdown() {
 	// once instead of waiting out their own dead-pool timeout. Queued
 	// before readers stop, so it is flushed with everything else.
 	s.Reconnect("", "", 0, 0)
+	s.hs.interrupt()
 	for _, c := range s.connList() {
 		// Wakes a blocked read; a reader busy with a message finishes it
 		// first, then sees closing and leaves.
