@@ -104,6 +104,14 @@ func NewBuilder(cfg Config) (*Builder, error) {
 	return b, nil
 }
 
+// PayoutScript returns the pool's payout script, which pool jobs pay and
+// solo jobs pay their fee to.
+func (b *Builder) PayoutScript() []byte { return b.payoutScript }
+
+// Params returns the network the builder makes jobs for, the one solo
+// miners' addresses must belong to.
+func (b *Builder) Params() *chaincfg.Params { return b.params }
+
 // Extranonce1Size returns the configured extranonce1 length in bytes.
 func (b *Builder) Extranonce1Size() int { return b.extranonce1Size }
 
@@ -119,6 +127,56 @@ func (b *Builder) Extranonce2Size() int { return b.extranonce2Size }
 // fields, a coinbase script over 100 bytes, or a witness commitment from
 // the node that differs from the one computed from the transactions.
 func (b *Builder) Build(t *node.Template, now time.Time) (*Job, error) {
+	return b.build(t, now, nil, []txOut{{script: b.payoutScript}})
+}
+
+// MaxFeeBps is the largest pool fee BuildFor takes: 10000 basis points,
+// the whole reward.
+const MaxFeeBps = 10_000
+
+// BuildFor makes a solo job from a template: like Build, but the coinbase
+// pays payoutScript (the solo miner's address) the CoinbaseValue minus
+// the pool fee, and feeScript (the pool's) the fee:
+//
+//	fee   = floor(CoinbaseValue × feeBps / 10000)
+//	miner = CoinbaseValue − fee
+//
+// The fee output comes second and is left out when fee is 0 (feeBps 0, or
+// a reward too small for one satoshi of fee); the miner's output is left
+// out when it would be 0 (feeBps 10000). The witness commitment, when the
+// block needs one, stays the last output. The job's SoloScript is
+// payoutScript, so that its shares are told apart from the pool's.
+func (b *Builder) BuildFor(t *node.Template, now time.Time, payoutScript, feeScript []byte, feeBps int64) (*Job, error) {
+	if err := checkPayoutScript(payoutScript); err != nil {
+		return nil, fmt.Errorf("build solo job: miner's %w", err)
+	}
+	if feeBps < 0 || feeBps > MaxFeeBps {
+		return nil, fmt.Errorf("build solo job: fee %d bps out of range [0, %d]", feeBps, MaxFeeBps)
+	}
+	if feeBps > 0 {
+		if err := checkPayoutScript(feeScript); err != nil {
+			return nil, fmt.Errorf("build solo job: pool fee %w", err)
+		}
+	}
+	solo := bytes.Clone(payoutScript)
+	outs := []txOut{{script: solo}, {script: feeScript, feeBps: feeBps}}
+	return b.build(t, now, solo, outs)
+}
+
+// SoloFee returns the pool fee of a solo coinbase of value satoshis,
+// floor(value × feeBps / 10000), computed without overflow (value ×
+// feeBps would overflow int64 for rewards above 9.2e14 sat at 10000
+// bps). value and feeBps must be in range (0..21e14, 0..10000).
+func SoloFee(value, feeBps int64) int64 {
+	return value/MaxFeeBps*feeBps + value%MaxFeeBps*feeBps/MaxFeeBps
+}
+
+// build is Build and BuildFor. outs are the coinbase outputs before the
+// witness commitment: the first gets the CoinbaseValue less what the
+// others take; an output with feeBps takes SoloFee of the value (and is
+// left out at 0 sat, as is a first output left with 0). solo becomes the
+// job's SoloScript.
+func (b *Builder) build(t *node.Template, now time.Time, solo []byte, outs []txOut) (*Job, error) {
 	if err := b.checkTemplate(t); err != nil {
 		return nil, fmt.Errorf("build job: %w", err)
 	}
@@ -147,7 +205,22 @@ func (b *Builder) Build(t *node.Template, now time.Time) (*Job, error) {
 		}
 	}
 
-	outs := []txOut{{value: t.CoinbaseValue, script: b.payoutScript}}
+	rest := t.CoinbaseValue
+	for i := 1; i < len(outs); i++ {
+		outs[i].value = SoloFee(t.CoinbaseValue, outs[i].feeBps)
+		rest -= outs[i].value
+	}
+	outs[0].value = rest
+	kept := outs[:1]
+	for _, o := range outs[1:] {
+		if o.value > 0 {
+			kept = append(kept, o)
+		}
+	}
+	if kept[0].value == 0 && len(kept) > 1 {
+		kept = kept[1:] // a solo fee of 10000 bps leaves the miner nothing
+	}
+	outs = kept
 	if witness {
 		wtxids := make([]chainhash.Hash, len(t.Transactions))
 		for i := range t.Transactions {
@@ -182,6 +255,7 @@ func (b *Builder) Build(t *node.Template, now time.Time) (*Job, error) {
 		NetworkTarget:   target,
 		NetworkDiff:     target.Diff(),
 		CreatedAt:       now,
+		SoloScript:      solo,
 	}
 	return j, nil
 }

@@ -105,6 +105,9 @@ func pushLen(n int) int {
 type txOut struct {
 	value  int64
 	script []byte
+	// feeBps, on a solo job's fee output, is the share of the reward it
+	// takes (see Builder.BuildFor).
+	feeBps int64
 }
 
 // coinbaseParts serializes the coinbase transaction without witness and

@@ -47,6 +47,10 @@ type Job struct {
 	NetworkDiff float64
 	// CreatedAt is when the job was built.
 	CreatedAt time.Time
+	// SoloScript is the output script a solo job's coinbase pays the
+	// miner (Builder.BuildFor); nil for a pool job, whose coinbase pays
+	// the pool. Shares of solo jobs never enter the pool's schemes.
+	SoloScript []byte
 }
 
 // Target is a 256-bit target as a big-endian byte array, so that targets
