@@ -49,8 +49,8 @@ type fleetReport struct {
 	InventoryError  string `json:"inventory_error,omitempty"`
 	InventoryMiners int    `json:"inventory_miners"`
 	// MinersSeen counts inventory miners with at least one authorized
-	// worker on the pool; MinersNotSeen the others (asleep, down, or
-	// mining elsewhere).
+	// worker on the pool; MinersNotSeen the others (down, mining
+	// elsewhere, or named by a host name, which is not resolved).
 	MinersSeen    int `json:"miners_seen"`
 	MinersNotSeen int `json:"miners_not_seen"`
 	// Mismatches lists the miners whose workers are in another group.
@@ -100,6 +100,7 @@ func matchGroups(inv []fleet.Miner, conns []stratum.ConnInfo, groupOf map[string
 	for _, m := range inv {
 		ip, ok := inventoryHost(m.Address)
 		if !ok {
+			r.MinersNotSeen++ // a host name: not compared
 			continue
 		}
 		h := hosts[ip]
