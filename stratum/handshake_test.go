@@ -2,6 +2,7 @@ package stratum
 
 import (
 	"bufio"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,8 +18,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/stratum/minersim"
 )
 
 func proxyConfig(trusted ...string) Config {
@@ -429,5 +435,68 @@ func TestValidateProxyTLS(t *testing.T) {
 	cfg.ProxyTrusted = nil
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "Listeners[0].ProxyProtocol: needs at least one ProxyTrusted network") {
 		t.Errorf("Validate: %v; want the ProxyProtocol error", err)
+	}
+}
+
+// TestMinersimOverTLS: the simulated fleet's TLS option (CA file from
+// the test's self-signed certificate) mines on a TLS port, keeps mining
+// on its connection across a certificate reload, and a miner checking
+// against another CA is refused by its own handshake.
+func TestMinersimOverTLS(t *testing.T) {
+	noLeaks(t)
+	dir := t.TempDir()
+	certFile, keyFile, _ := testCert(t, dir, 11)
+	caFile := filepath.Join(dir, "ca.pem")
+	ca, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(caFile, ca, 0o600)
+	cfg := testConfig()
+	cfg.Listeners[0].TLSCert, cfg.Listeners[0].TLSKey = certFile, keyFile
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 3, 1))
+	tlsCfg, err := minersim.TLSClientConfig(caFile, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := minersim.NewGrinder(1, 2, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := minersim.NewMiner(minersim.MinerConfig{Addr: e.addr, User: "acct.simtls", HashesPerSecond: 200, TLS: tlsCfg,
+		ReconnectDelay: time.Millisecond}, g, nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = g.Run(ctx) })
+	wg.Go(func() { _ = m.Run(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	eventually(t, func() bool { return m.Accepted() > 0 }, "a share accepted over TLS")
+	before := e.s.Connections()[0].ID
+
+	testCert(t, dir, 12) // renewed in place
+	if err := e.s.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	n := m.Accepted()
+	eventually(t, func() bool { return m.Accepted() > n+2 }, "shares after the reload")
+	if cs := e.s.Connections(); len(cs) != 1 || cs[0].ID != before {
+		t.Fatalf("connections after reload %+v, want the same one (id %d)", cs, before)
+	}
+
+	// A miner that trusts only the old certificate refuses the new one.
+	stale, err := minersim.NewMiner(minersim.MinerConfig{Addr: e.addr, User: "acct.stale", TLS: tlsCfg,
+		ReconnectDelay: time.Hour}, g, nil, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, scancel := context.WithCancel(ctx)
+	wg.Go(func() { _ = stale.Run(sctx) })
+	eventually(t, func() bool { return counterValue(e.s.metrics.closedByReason[ClosedTLSHandshake]) == 1 }, "closed{tls_handshake} 1")
+	scancel()
+	if stale.Accepted() != 0 {
+		t.Fatal("a miner that does not trust the certificate mined")
 	}
 }

@@ -9,6 +9,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -66,7 +67,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("minersim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("url", "", "pool address, stratum+tcp://host:port (required)")
+	url := fs.String("url", "", "pool address, stratum+tcp://host:port or stratum+ssl://host:port (required)")
+	useTLS := fs.Bool("tls", false, "speak Stratum over TLS (implied by a stratum+ssl:// -url)")
+	tlsCA := fs.String("tls-ca", "", "PEM file of the CA (or self-signed certificate) the pool's certificate must chain to (default: the system roots)")
+	tlsInsecure := fs.Bool("tls-insecure", false, "do not check the pool's TLS certificate (tests only)")
 	user := fs.String("user", "", "worker name prefix, account.worker; miner i is <prefix><i> (required)")
 	password := fs.String("password", "x", `mining.authorize password (pools read options such as "d=1024")`)
 	n := fs.Int("n", 1, fmt.Sprintf("number of connections (1..%d)", minersim.MaxMiners))
@@ -107,9 +111,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	if *url == "" {
 		return o, errors.New("-url is required (stratum+tcp://host:port)")
 	}
-	addr, err := minersim.ParseURL(*url)
+	addr, urlTLS, err := minersim.ParsePoolURL(*url)
 	if err != nil {
 		return o, fmt.Errorf("-url: %w", err)
+	}
+	var tlsCfg *tls.Config
+	if *useTLS || urlTLS {
+		if tlsCfg, err = minersim.TLSClientConfig(*tlsCA, *tlsInsecure); err != nil {
+			return o, fmt.Errorf("-tls-ca: %w", err)
+		}
+	} else if *tlsCA != "" || *tlsInsecure {
+		return o, errors.New("-tls-ca and -tls-insecure need -tls or a stratum+ssl:// -url")
 	}
 	if *user == "" {
 		return o, errors.New("-user is required (account.worker prefix)")
@@ -188,7 +200,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 			Addr: addr, User: *user, Password: *password,
 			NoVersionRolling: *noRolling, NoSessionResume: *noResume, MinimumDifficulty: *minDiff, SuggestDifficulty: *suggest,
 			HashesPerSecond: *hashrate, Fast: *fast, MaxInFlight: *inflight, BadFraction: *badFraction,
-			Model: m, WakeRamp: *wakeRamp,
+			Model: m, WakeRamp: *wakeRamp, TLS: tlsCfg,
 		},
 		Groups: []minersim.GroupSpec{{Name: *group, Count: *n, Model: m}},
 		Miners: *n, RampPerSecond: *ramp, Duration: *duration, Shares: *shares, Workers: *workers, Warmup: *warmup, Tick: *tick, SharesPerSecond: *rate,

@@ -34,7 +34,7 @@ func TestParseFlags(t *testing.T) {
 		want string
 	}{
 		{[]string{"-user", "a.b"}, "-url is required"},
-		{[]string{"-url", "stratum+ssl://h:1", "-user", "a"}, "-url"},
+		{[]string{"-url", "http://h:1", "-user", "a"}, "-url"},
 		{[]string{"-url", "h:1"}, "-user is required"},
 		{append(ok, "-n", "0"), "-n 0"},
 		{append(ok, "-n", "18001"), "-n 18001"},

@@ -276,6 +276,7 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 	sc.RefreshInterval = cfg.JobRefresh
 	sc.SessionResumeWindow, sc.MaxParkedSessions = cfg.SessionResumeWindow, cfg.MaxParkedSessions
 	sc.MaxConnections, sc.MaxConnectionsPerIP = cfg.MaxConnections, cfg.MaxConnectionsPerIP
+	sc.ProxyTrusted, sc.HandshakeTimeout = cfg.ProxyTrusted, cfg.HandshakeTimeout
 	sc.Vardiff = stratum.VardiffConfig{
 		TargetInterval: cfg.Vardiff.TargetInterval, RetargetInterval: cfg.Vardiff.RetargetInterval,
 		RetargetShares: cfg.Vardiff.RetargetShares, MaxFactor: cfg.Vardiff.MaxFactor, Tolerance: cfg.Vardiff.Tolerance,
@@ -284,7 +285,8 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 	sc.Listeners = nil
 	for _, l := range cfg.Listeners {
 		sc.Listeners = append(sc.Listeners, stratum.ListenerConfig{Name: l.Name, Addr: l.Addr,
-			StartDiff: l.StartDiff, MinDiff: l.MinDiff, MaxDiff: l.MaxDiff, MaxConnections: l.MaxConnections})
+			StartDiff: l.StartDiff, MinDiff: l.MinDiff, MaxDiff: l.MaxDiff, MaxConnections: l.MaxConnections,
+			ProxyProtocol: l.ProxyProtocol, TLSCert: l.TLSCert, TLSKey: l.TLSKey})
 	}
 	sc.Groups = nil
 	for _, g := range cfg.Groups {

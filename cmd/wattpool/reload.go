@@ -69,6 +69,9 @@ func restartNeeded(old, next *config.Config) []string {
 		for i := range old.Listeners {
 			diff(fmt.Sprintf("stratum.listener[%d].name", i), old.Listeners[i].Name != next.Listeners[i].Name)
 			diff(fmt.Sprintf("stratum.listener[%d].addr", i), old.Listeners[i].Addr != next.Listeners[i].Addr)
+			diff(fmt.Sprintf("stratum.listener[%d].proxy_protocol", i), old.Listeners[i].ProxyProtocol != next.Listeners[i].ProxyProtocol)
+			// New certificate files are read by the reload; TLS on or off is not.
+			diff(fmt.Sprintf("stratum.listener[%d].tls_cert (TLS on or off)", i), (old.Listeners[i].TLSCert == "") != (next.Listeners[i].TLSCert == ""))
 		}
 	}
 	return out

@@ -1,10 +1,13 @@
 package minersim
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -99,6 +102,12 @@ type MinerConfig struct {
 	// power, and submits nothing.
 	WakeRamp time.Duration
 
+	// TLS, when set, makes the miner speak Stratum over TLS (a
+	// stratum+ssl pool): the handshake runs right after the dial,
+	// within DialTimeout. An empty ServerName is the host of Addr.
+	// TLSClientConfig builds one from a CA file.
+	TLS *tls.Config
+
 	// OnAccepted, when set, is called for every accepted share on the
 	// connection's reader goroutine; it must be quick and safe for
 	// concurrent use.
@@ -189,25 +198,58 @@ func orDefault(d, def time.Duration) time.Duration {
 // host:port to dial. TLS schemes are refused: the simulator speaks plain
 // TCP like most ASIC firmware.
 func ParseURL(raw string) (string, error) {
+	addr, useTLS, err := ParsePoolURL(raw)
+	if err == nil && useTLS {
+		return "", fmt.Errorf("pool url %q: TLS scheme where plain TCP is expected (use ParsePoolURL)", raw)
+	}
+	return addr, err
+}
+
+// ParsePoolURL is ParseURL that also accepts stratum+ssl:// (and
+// stratum+tls://, ssl://, tls://) and reports whether the pool speaks TLS.
+func ParsePoolURL(raw string) (addr string, useTLS bool, err error) {
 	s := strings.TrimSpace(raw)
 	if i := strings.Index(s, "://"); i >= 0 {
-		scheme := strings.ToLower(s[:i])
-		if scheme != "stratum+tcp" && scheme != "tcp" && scheme != "stratum" {
-			return "", fmt.Errorf("pool url %q: scheme %q not supported (want stratum+tcp)", raw, scheme)
+		switch scheme := strings.ToLower(s[:i]); scheme {
+		case "stratum+tcp", "tcp", "stratum":
+		case "stratum+ssl", "stratum+tls", "ssl", "tls":
+			useTLS = true
+		default:
+			return "", false, fmt.Errorf("pool url %q: scheme %q not supported (want stratum+tcp or stratum+ssl)", raw, scheme)
 		}
 		s = s[i+3:]
 	}
 	s = strings.TrimSuffix(s, "/")
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
-		return "", fmt.Errorf("pool url %q: %w", raw, err)
+		return "", false, fmt.Errorf("pool url %q: %w", raw, err)
 	}
 	if host == "" {
-		return "", fmt.Errorf("pool url %q: empty host", raw)
+		return "", false, fmt.Errorf("pool url %q: empty host", raw)
 	}
 	p, err := strconv.Atoi(port)
 	if err != nil || p < 1 || p > 65535 {
-		return "", fmt.Errorf("pool url %q: port %q: want 1..65535", raw, port)
+		return "", false, fmt.Errorf("pool url %q: port %q: want 1..65535", raw, port)
 	}
-	return net.JoinHostPort(host, port), nil
+	return net.JoinHostPort(host, port), useTLS, nil
+}
+
+// TLSClientConfig returns the TLS settings of a stratum+ssl miner: the
+// pool's certificate checked against the PEM certificates in caFile
+// (the system roots when empty), or not checked at all with insecure
+// (tests and self-signed pools one trusts anyway).
+func TLSClientConfig(caFile string, insecure bool) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: insecure}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("TLS CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("TLS CA file %s: no PEM certificate in it", caFile)
+		}
+		c.RootCAs = pool
+	}
+	return c, nil
 }

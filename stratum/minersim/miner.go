@@ -232,6 +232,12 @@ func (m *Miner) runSession(ctx context.Context, addr string) (*reconnectParams, 
 		m.stats.connectFailures.Add(1)
 		return nil, false, fmt.Errorf("dial %s: %w", addr, err)
 	}
+	if m.cfg.TLS != nil {
+		if conn, err = m.startTLS(ctx, conn, addr); err != nil {
+			m.stats.connectFailures.Add(1)
+			return nil, false, err
+		}
+	}
 	m.stats.connects.Add(1)
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()

@@ -5,6 +5,7 @@
 package config
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/wattpool/wattpool/stratum"
@@ -101,6 +102,11 @@ type Config struct {
 	// MaxConnectionsPerIP caps the connections of one address; 0 is
 	// unlimited, since whole farms mine from behind one NAT address.
 	MaxConnectionsPerIP int
+	// ProxyTrusted are the networks (load balancers) allowed to send a
+	// PROXY header to a listener with ProxyProtocol.
+	ProxyTrusted []netip.Prefix
+	// HandshakeTimeout bounds the PROXY header and the TLS handshake.
+	HandshakeTimeout time.Duration
 	// Groups map "account.worker" names (path.Match patterns) to worker
 	// groups, first match wins.
 	Groups []Group
@@ -162,6 +168,11 @@ type Listener struct {
 	// MaxConnections caps this listener's connections within the
 	// process's cap; 0 leaves only that one.
 	MaxConnections int
+	// ProxyProtocol: the port sits behind a balancer sending PROXY
+	// headers (see stratum.ListenerConfig).
+	ProxyProtocol bool
+	// TLSCert and TLSKey make the port Stratum over TLS.
+	TLSCert, TLSKey string
 }
 
 // Defaults returns the configuration a missing file stands for. It is not
@@ -179,6 +190,8 @@ func Defaults() File {
 			Extranonce2Size: 4,
 			VersionMask:     "1fffe000",
 			JobRefresh:      "30s",
+			HandshakeTime:   "10s",
+			ProxyTrusted:    []string{},
 			SessionResume:   "10m",
 			MaxParked:       20000,
 			Vardiff: VardiffFile{TargetInterval: "10s", RetargetInterval: "60s", RetargetShares: 30,

@@ -159,7 +159,8 @@ addr = "off"
 	if c.MaxConnections != 900 || c.MaxConnectionsPerIP != 40 {
 		t.Fatalf("connection caps %d, %d per IP; want 900, 40", c.MaxConnections, c.MaxConnectionsPerIP)
 	}
-	want := []Listener{{"asic", ":3333", 65536, 4096, 1e9, 800}, {"cpu", ":3334", 0.01, 0.0001, 16, 0}}
+	want := []Listener{{Name: "asic", Addr: ":3333", StartDiff: 65536, MinDiff: 4096, MaxDiff: 1e9, MaxConnections: 800},
+		{Name: "cpu", Addr: ":3334", StartDiff: 0.01, MinDiff: 0.0001, MaxDiff: 16}}
 	if len(c.Listeners) != 2 || c.Listeners[0] != want[0] || c.Listeners[1] != want[1] {
 		t.Fatalf("listeners %+v", c.Listeners)
 	}

@@ -76,6 +76,8 @@ type StratumFile struct {
 	MaxParked       int            `toml:"max_parked_sessions"`
 	MaxConnections  int            `toml:"max_connections"`
 	MaxConnsPerIP   int            `toml:"max_connections_per_ip"`
+	ProxyTrusted    []string       `toml:"proxy_trusted"`
+	HandshakeTime   string         `toml:"handshake_timeout"`
 	Vardiff         VardiffFile    `toml:"vardiff"`
 	Ban             BanFile        `toml:"ban"`
 	Listeners       []ListenerFile `toml:"listener"`
@@ -122,6 +124,13 @@ type ListenerFile struct {
 	MaxDiff   *float64 `toml:"max_diff"`
 	// MaxConnections is 0 (only the [stratum] cap) when omitted.
 	MaxConnections int `toml:"max_connections"`
+	// ProxyProtocol reads a PROXY header (v1 or v2) first, from
+	// stratum.proxy_trusted sources only.
+	ProxyProtocol bool `toml:"proxy_protocol"`
+	// TLSCert and TLSKey (PEM files, both or neither) make the port
+	// stratum+ssl.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
 }
 
 // HTTPFile is the [http] table.

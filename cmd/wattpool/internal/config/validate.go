@@ -1,11 +1,13 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
 	"math/bits"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path"
@@ -449,6 +451,18 @@ func (v *validator) listeners(f *File, c *Config) {
 				v.errorf(p+"start_diff", "%v is outside [min_diff %v, max_diff %v]", l.StartDiff, l.MinDiff, l.MaxDiff)
 			}
 		}
+		l.ProxyProtocol, l.TLSCert, l.TLSKey = lf.ProxyProtocol, lf.TLSCert, lf.TLSKey
+		if l.ProxyProtocol && len(f.Stratum.ProxyTrusted) == 0 {
+			v.errorf(p+"proxy_protocol", "needs stratum.proxy_trusted: the networks of the load balancers that may send PROXY headers")
+		}
+		switch {
+		case (l.TLSCert == "") != (l.TLSKey == ""):
+			v.errorf(p+"tls_cert", "tls_cert %q and tls_key %q must be set together", l.TLSCert, l.TLSKey)
+		case l.TLSCert != "":
+			if _, err := tls.LoadX509KeyPair(l.TLSCert, l.TLSKey); err != nil {
+				v.errorf(p+"tls_cert", "%s with tls_key %s: %v", l.TLSCert, l.TLSKey, err)
+			}
+		}
 		l.MaxConnections = lf.MaxConnections
 		switch {
 		case lf.MaxConnections < 0:
@@ -475,6 +489,19 @@ func (v *validator) connLimits(f *File, c *Config) {
 	case c.MaxConnections > v.connBound:
 		v.errorf("stratum.max_connections", "%d exceeds %d, %s; or set 0 to derive it", c.MaxConnections, v.connBound, v.connBoundWhy())
 	}
+	for i, s := range f.Stratum.ProxyTrusted {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				v.errorf(fmt.Sprintf("stratum.proxy_trusted[%d]", i), "%q: want a network such as \"10.0.0.0/8\" or an address", s)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		c.ProxyTrusted = append(c.ProxyTrusted, p.Masked())
+	}
+	c.HandshakeTimeout = v.duration("stratum.handshake_timeout", f.Stratum.HandshakeTime, time.Millisecond)
 	c.MaxConnectionsPerIP = f.Stratum.MaxConnsPerIP
 	if c.MaxConnectionsPerIP < 0 || c.MaxConnectionsPerIP > stratum.MaxConnectionsLimit {
 		v.errorf("stratum.max_connections_per_ip", "%d is out of range [0, %d] (0: unlimited)", c.MaxConnectionsPerIP, stratum.MaxConnectionsLimit)
