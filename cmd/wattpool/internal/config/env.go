@@ -66,6 +66,10 @@ var envVars = []EnvVar{
 		apply: func(f *File, v string) error { return setFloat(&firstListener(f).MinDiff, v) }},
 	{Name: "WATTPOOL_MAX_DIFF", Field: "stratum.listener[0].max_diff", Doc: "Maximum share difficulty of the first listener.",
 		apply: func(f *File, v string) error { return setFloat(&firstListener(f).MaxDiff, v) }},
+	{Name: "WATTPOOL_PROXY_PROTOCOL", Field: "stratum.listener[0].proxy_protocol", Doc: "true: the first listener reads a PROXY header (HAProxy send-proxy-v2) from stratum.proxy_trusted sources.",
+		apply: func(f *File, v string) error { return setBool(&firstListener(f).ProxyProtocol, v) }},
+	{Name: "WATTPOOL_PROXY_TRUSTED", Field: "stratum.proxy_trusted", Doc: "Comma-separated networks or addresses of the load balancers allowed to send PROXY headers.",
+		apply: func(f *File, v string) error { f.Stratum.ProxyTrusted = splitList(v); return nil }},
 	{Name: "WATTPOOL_HTTP_ADDR", Field: "http.addr", Doc: "host:port of /metrics, /api/v1/status and /healthz; `off` disables.",
 		apply: func(f *File, v string) error { f.HTTP.Addr = v; return nil }},
 }
