@@ -153,7 +153,13 @@ func (s *Server) ChangeExtranonce(connID uint64) error {
 	if b := s.block.Load(); b != nil && b.job != nil && c.ready {
 		last := c.lastJob
 		c.lastJob = nil // sendJobLocked skips the job the miner already has
-		c.sendJobLocked(b.job, true)
+		e := b.job
+		if m := c.soloLocked(); m != nil {
+			e = s.solo.cached(e, m.script) // nil: the next job goes out with the new extranonce1
+		}
+		if e != nil {
+			c.sendJobLocked(e, true)
+		}
 		if c.lastJob == nil {
 			c.lastJob = last // not sent (the connection is closing)
 		}

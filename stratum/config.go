@@ -93,6 +93,11 @@ type Config struct {
 	// Set it only where miners are known to come from many addresses
 	// (reloadable, like MaxConnections).
 	MaxConnectionsPerIP int
+	// SoloFeeBps is the pool fee of solo jobs in basis points (0 to
+	// 10000): their coinbase pays the pool's payout script
+	// floor(reward × SoloFeeBps / 10000) and the miner the rest (see
+	// work.Builder.BuildFor). Reloadable: it applies from the next job.
+	SoloFeeBps int64
 	// ProxyTrusted are the networks whose connections to a listener with
 	// ProxyProtocol may carry a PROXY header (the load balancers'
 	// addresses). A connection from elsewhere to such a listener is
@@ -118,6 +123,10 @@ type ListenerConfig struct {
 	// server's cap (0: only the server's cap applies), so that one port
 	// cannot take every slot from the others (reloadable).
 	MaxConnections int
+	// Solo makes the port a solo one: a miner's user name must be an
+	// address of the pool's network ("address" or "address.worker"), and
+	// its jobs pay that address directly (see solo.go). Not reloadable.
+	Solo bool
 	// ProxyProtocol makes the port read a PROXY protocol header (version
 	// 1 or 2, HAProxy's send-proxy / send-proxy-v2) before anything
 	// else, from ProxyTrusted sources only; the address it names is the
@@ -270,6 +279,9 @@ func (c Config) Validate() error {
 		if (l.TLSCert == "") != (l.TLSKey == "") {
 			bad(f+".TLSCert", "TLSCert and TLSKey must be set together (cert %q, key %q)", l.TLSCert, l.TLSKey)
 		}
+	}
+	if c.SoloFeeBps < 0 || c.SoloFeeBps > maxSoloFeeBps {
+		bad("SoloFeeBps", "%d is out of range [0, %d]", c.SoloFeeBps, maxSoloFeeBps)
 	}
 	if c.VersionMask != 0 && bits.OnesCount32(c.VersionMask) < 2 {
 		bad("VersionMask", "%08x leaves fewer than 2 bits to roll (use 0 to disable)", c.VersionMask)

@@ -124,6 +124,9 @@ type scratch struct {
 type connWorker struct {
 	name  string // exactly as the miner sent it ("account.worker")
 	stats *workerStats
+	// solo is the address a solo listener's miner mines for (its
+	// account), nil on a pool listener.
+	solo *soloMiner
 }
 
 // sentJob remembers what a job was sent with, so a share is judged by the

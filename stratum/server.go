@@ -86,6 +86,7 @@ type Server struct {
 	sessions sessionTable
 
 	block   atomic.Pointer[blockState]
+	solo    soloJobs   // the solo jobs of the current job, per address
 	jobMu   sync.Mutex // serializes building and broadcasting jobs
 	tmpl    *node.Template
 	pending bool // a job could not be published; retry
@@ -350,7 +351,7 @@ func (s *Server) loop(ctx context.Context, srcErr <-chan error) error {
 			s.jobMu.Lock()
 			p := s.pending
 			s.jobMu.Unlock()
-			if p {
+			if p || s.solo.retry.Swap(false) {
 				s.refreshJob()
 			}
 		case <-housekeeping.C:

@@ -215,10 +215,22 @@ func (c *conn) authorize(m *Message) {
 		})
 		return
 	}
+	var solo *soloMiner
+	if c.l.cfg.Load().Solo {
+		var refusal string
+		if solo, refusal = c.s.soloAuthorize(account); solo == nil || (len(c.workers) > 0 && c.workers[0].solo.address != account) {
+			if solo != nil {
+				refusal = "solo: this connection mines for " + c.workers[0].solo.address + "; another address needs its own connection"
+			}
+			c.mu.Unlock()
+			c.reply(func(b []byte) []byte { return appendError(b, m.ID, codeUnauthorized, "Unauthorized worker: "+refusal) })
+			return
+		}
+	}
 	cfg := c.s.cfg.Load()
 	group := cfg.groupFor(account + "." + worker)
 	stats := c.s.reg.attach(account, worker, group, c.s.now())
-	c.workers = append(c.workers, &connWorker{name: name, stats: stats})
+	c.workers = append(c.workers, &connWorker{name: name, stats: stats, solo: solo})
 	if diff > 0 {
 		c.vd.SetFloor(diff, c.s.now())
 	}
@@ -238,14 +250,35 @@ func (c *conn) start() {
 	if c.ready || !c.subscribed || len(c.workers) == 0 {
 		return
 	}
-	c.ready = true
 	b := c.s.block.Load()
+	var e *jobEntry
+	if b != nil {
+		e = b.job
+	}
+	// A solo job may wait for the sink: it is built without the lock, and
+	// built again if a broadcast published a newer job meanwhile (that
+	// broadcast skipped this connection, not ready yet).
+	for m := c.soloLocked(); m != nil && e != nil; {
+		c.mu.Unlock()
+		se := c.soloJob(e, m)
+		c.mu.Lock()
+		if c.ready || len(c.workers) == 0 {
+			return
+		}
+		if nb := c.s.block.Load(); nb != b {
+			b, e = nb, nb.job
+			continue
+		}
+		e = se
+		break
+	}
+	c.ready = true
 	switch {
-	case b == nil || b.job == nil:
+	case e == nil:
 	case c.resumed:
-		c.resendLocked(b.job)
+		c.resendLocked(e)
 	default:
-		c.sendJobLocked(b.job, true)
+		c.sendJobLocked(e, true)
 	}
 }
 
@@ -397,11 +430,25 @@ func (c *conn) suggestDifficulty(m *Message) {
 	c.reply(func(b []byte) []byte { return appendResult(b, m.ID, []byte("true")) })
 }
 
-// sendJob queues a job to this connection (broadcast path).
+// sendJob queues a job to this connection (broadcast path); a solo
+// connection gets its own job built from it.
 func (c *conn) sendJob(e *jobEntry, clean bool) {
 	c.mu.Lock()
-	c.sendJobLocked(e, clean)
+	defer c.mu.Unlock()
+	m := c.soloLocked()
+	if m == nil {
+		c.sendJobLocked(e, clean)
+		return
+	}
+	if !c.ready {
+		return
+	}
 	c.mu.Unlock()
+	se := c.soloJob(e, m)
+	c.mu.Lock()
+	if se != nil {
+		c.sendJobLocked(se, clean)
+	}
 }
 
 // sendJobLocked sends a pending difficulty change followed by the job's
