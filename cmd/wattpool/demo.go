@@ -88,6 +88,9 @@ type demoOptions struct {
 	// marketURL and controlURL are the demo market's and the fleet
 	// control API's addresses, set by runDemo.
 	marketURL, controlURL string
+	// inventory is the fleet inventory runDemo writes for the simulated
+	// firmware APIs (allocator.inventory).
+	inventory string
 }
 
 // demoResult is what a demo run achieved.
@@ -214,6 +217,11 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	}
 	defer stopControl()
 	o.marketURL, o.controlURL = marketURL, controlURL
+	fw := newDemoFirmware(o.Miners)
+	o.inventory = filepath.Join(dir, "miners.csv")
+	if err := fw.writeInventory(o.inventory); err != nil {
+		return nil, err
+	}
 
 	cfg, err := demoPoolConfig(o, dir, payout)
 	if err != nil {
@@ -272,11 +280,24 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 		<-appErr
 		return nil, err
 	}
-	h := fleet.Handler()
+	if err := fw.listen(fleet); err != nil {
+		stop()
+		<-appErr
+		return nil, err
+	}
+	defer fw.close()
+	// The allocator's group commands reach the miners through their
+	// firmware drivers; the rest of the control API is minersim's.
+	h := fw.controlHandler(fleet.Handler())
 	fleetHandler.Store(&h)
+	fwDone := make(chan struct{})
+	go func() { defer close(fwDone); fw.serve(runCtx) }()
+	defer func() { stop(); <-fwDone }()
 	fmt.Fprintf(out, "demo: %d simulated miners (version rolling) at %g H/s each; Ctrl-C stops\n", o.Miners, o.HashesPerSecond)
+	fmt.Fprintf(out, "demo: their firmware APIs: %s; inventory %s (try 'wattpool fleet status --inventory %s --pool http://%s')\n",
+		fw.describe(), o.inventory, o.inventory, cfg.HTTPAddr)
 	fmt.Fprintf(out, "demo: allocator (act, every %v): rack-a (17.5 J/TH) mines for $65/MWh after $40 energy, rack-b (35 J/TH) for $12.50; "+
-		"the lease pays $%g then $%g (less energy: $%g, then $%g) for %v each, so rack-b is curtailed and resumed through minersim's control API %s; "+
+		"the lease pays $%g then $%g (less energy: $%g, then $%g) for %v each, so rack-b is curtailed and resumed through its miners' firmware drivers (the allocator's minersim actuator posts to %s, which acts with the fleet package); "+
 		"see http://%s/api/v1/allocator and 'wattpool allocator report'\n",
 		cfg.Allocator.Interval, demoLeaseLow, demoLeaseHigh, demoLeaseLow-40, demoLeaseHigh-40, market.every, controlURL, cfg.HTTPAddr)
 
@@ -294,7 +315,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	for !stopped {
 		select {
 		case <-tick.C:
-			printStatus(ctx, out, a, o.Node)
+			printStatus(ctx, out, a, o.Node, fw)
 		case <-fleetDone:
 			stopped = true
 		case runErr = <-appErr:
@@ -353,6 +374,9 @@ hashrate_alert_fraction = 0
 confirm_n = 3
 confirm_m = 3
 fees_window = 10
+# The simulated miners' firmware APIs (rack-a LuxOS, rack-b Antminer CGI),
+# read by 'wattpool fleet' and the pool's wrong-group report.
+inventory = %[3]q
 [allocator.lease]
 price = 120
 energy_paid_by = "operator"
@@ -456,7 +480,7 @@ func serveDemoHTTP(ctx context.Context, h http.Handler) (url string, stop func()
 	return "http://" + ln.Addr().String(), func() { _ = srv.Close(); <-done }, nil
 }
 
-func printStatus(ctx context.Context, out io.Writer, a *app, n *demoNode) {
+func printStatus(ctx context.Context, out io.Writer, a *app, n *demoNode, fw *demoFirmware) {
 	h, err := blockCount(ctx, n)
 	st, serr := a.status()
 	if err != nil || serr != nil {
@@ -472,6 +496,11 @@ func printStatus(ctx context.Context, out io.Writer, a *app, n *demoNode) {
 	if a.alloc != nil {
 		if v, err := a.alloc.view(ctx); err == nil && v.Inputs != nil {
 			fmt.Fprintf(out, "allocator: lease $%g/MWh:%s\n", v.Inputs.LeaseUSDPerMWh, demoGroupsLine(v, a))
+		}
+	}
+	if fw != nil {
+		if line := fw.statusLine(ctx); line != "" {
+			fmt.Fprintf(out, "fleet:%s\n", line)
 		}
 	}
 }
@@ -603,8 +632,11 @@ func demoPoolConfig(o demoOptions, dir, payout string) (*config.Config, error) {
 		"WATTPOOL_START_DIFF": "1e-10",
 		"WATTPOOL_MIN_DIFF":   "1e-10",
 		"WATTPOOL_MAX_DIFF":   "1e-10",
+		// rack-b's simulated Antminer firmware authenticates (regtest
+		// demo: the password secures nothing).
+		demoFirmwarePasswordEnv: demoFirmwarePassword,
 	}
-	raw := fmt.Sprintf(demoConfig, o.controlURL, o.marketURL) + demoGroupRules(o.Miners)
+	raw := fmt.Sprintf(demoConfig, o.controlURL, o.marketURL, o.inventory) + demoGroupRules(o.Miners)
 	cfg, err := config.Parse([]byte(raw), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {
 		return nil, fmt.Errorf("demo configuration:\n%w", err)

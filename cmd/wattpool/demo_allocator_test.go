@@ -37,6 +37,11 @@ func TestDemoAllocator(t *testing.T) {
 	if !strings.Contains(out.String(), "allocator: lease $") || !strings.Contains(out.String(), "rack-b CURTAILED") {
 		t.Errorf("no allocator status line with rack-b curtailed")
 	}
+	// Read through the drivers: rack-b's two Antminer S19s asleep at 20 W
+	// idle each, rack-a's two S19 XPs (140 TH/s at 21.5 J/TH) mining.
+	if !strings.Contains(out.String(), "fleet: rack-a (luxos) 2 mining, 0 asleep, 280 TH/s, 6.0 kW; rack-b (antminer) 0 mining, 2 asleep, 0 TH/s, 40 W") {
+		t.Errorf("no fleet status line with rack-b's miners asleep through their Antminer firmware")
+	}
 	if res.Allocator == nil || res.Allocator.Role != "leader" || len(res.Allocator.Groups) != 2 {
 		t.Fatalf("allocator view at the end: %+v", res.Allocator)
 	}
