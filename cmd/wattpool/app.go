@@ -286,8 +286,9 @@ func stratumConfig(cfg *config.Config) stratum.Config {
 	for _, l := range cfg.Listeners {
 		sc.Listeners = append(sc.Listeners, stratum.ListenerConfig{Name: l.Name, Addr: l.Addr,
 			StartDiff: l.StartDiff, MinDiff: l.MinDiff, MaxDiff: l.MaxDiff, MaxConnections: l.MaxConnections,
-			ProxyProtocol: l.ProxyProtocol, TLSCert: l.TLSCert, TLSKey: l.TLSKey})
+			ProxyProtocol: l.ProxyProtocol, TLSCert: l.TLSCert, TLSKey: l.TLSKey, Solo: l.Solo})
 	}
+	sc.SoloFeeBps = cfg.Payouts.FeeBps
 	sc.Groups = nil
 	for _, g := range cfg.Groups {
 		sc.Groups = append(sc.Groups, stratum.GroupRule{Pattern: g.Pattern, Group: g.Group})

@@ -43,6 +43,10 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, lookup env) error {
 	}
 	for _, l := range cfg.Listeners {
 		fmt.Fprintf(stdout, "  stratum %s on %s, difficulty %g [%g, %g]\n", l.Name, l.Addr, l.StartDiff, l.MinDiff, l.MaxDiff)
+		if l.Solo {
+			fmt.Fprintf(stdout, "  stratum %s is solo: user names are %s addresses; a block pays its finder the reward less floor(reward × %d / 10000) sat to the pool\n",
+				l.Name, cfg.Network.Name, cfg.Payouts.FeeBps)
+		}
 	}
 	if cfg.HTTPAddr != "" {
 		fmt.Fprintf(stdout, "  http on %s\n", cfg.HTTPAddr)

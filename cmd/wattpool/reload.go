@@ -70,6 +70,7 @@ func restartNeeded(old, next *config.Config) []string {
 			diff(fmt.Sprintf("stratum.listener[%d].name", i), old.Listeners[i].Name != next.Listeners[i].Name)
 			diff(fmt.Sprintf("stratum.listener[%d].addr", i), old.Listeners[i].Addr != next.Listeners[i].Addr)
 			diff(fmt.Sprintf("stratum.listener[%d].proxy_protocol", i), old.Listeners[i].ProxyProtocol != next.Listeners[i].ProxyProtocol)
+			diff(fmt.Sprintf("stratum.listener[%d].solo", i), old.Listeners[i].Solo != next.Listeners[i].Solo)
 			// New certificate files are read by the reload; TLS on or off is not.
 			diff(fmt.Sprintf("stratum.listener[%d].tls_cert (TLS on or off)", i), (old.Listeners[i].TLSCert == "") != (next.Listeners[i].TLSCert == ""))
 		}
@@ -91,6 +92,7 @@ func reloadableStratumConfig(running, next *config.Config) stratum.Config {
 	}
 	for i := range sc.Listeners {
 		sc.Listeners[i].Name, sc.Listeners[i].Addr = old.Listeners[i].Name, old.Listeners[i].Addr
+		sc.Listeners[i].Solo = old.Listeners[i].Solo
 	}
 	return sc
 }

@@ -173,6 +173,9 @@ type Listener struct {
 	ProxyProtocol bool
 	// TLSCert and TLSKey make the port Stratum over TLS.
 	TLSCert, TLSKey string
+	// Solo makes the port a solo one: user names are addresses of the
+	// network and jobs pay them directly (see stratum.ListenerConfig).
+	Solo bool
 }
 
 // Defaults returns the configuration a missing file stands for. It is not

@@ -135,6 +135,7 @@ addr = ":3334"
 start_diff = 0.01
 min_diff = 0.0001
 max_diff = 16
+solo = true
 [http]
 addr = "off"
 `), nil)
@@ -160,7 +161,7 @@ addr = "off"
 		t.Fatalf("connection caps %d, %d per IP; want 900, 40", c.MaxConnections, c.MaxConnectionsPerIP)
 	}
 	want := []Listener{{Name: "asic", Addr: ":3333", StartDiff: 65536, MinDiff: 4096, MaxDiff: 1e9, MaxConnections: 800},
-		{Name: "cpu", Addr: ":3334", StartDiff: 0.01, MinDiff: 0.0001, MaxDiff: 16}}
+		{Name: "cpu", Addr: ":3334", StartDiff: 0.01, MinDiff: 0.0001, MaxDiff: 16, Solo: true}}
 	if len(c.Listeners) != 2 || c.Listeners[0] != want[0] || c.Listeners[1] != want[1] {
 		t.Fatalf("listeners %+v", c.Listeners)
 	}
@@ -558,4 +559,11 @@ func FuzzParseSize(f *testing.F) {
 			t.Fatalf("ParseSize(%q) = %d with error %v", s, n, err)
 		}
 	})
+}
+
+func TestSoloListenerKey(t *testing.T) {
+	_, err := Parse([]byte("[[stratum.listener]]\nsolo = \"yes\"\n"), nil)
+	if err == nil || !strings.Contains(err.Error(), "solo") {
+		t.Fatalf("solo = \"yes\": err = %v, want the key named", err)
+	}
 }

@@ -131,6 +131,9 @@ type ListenerFile struct {
 	// stratum+ssl.
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
+	// Solo: miners' user names are addresses their blocks pay directly,
+	// less payouts.fee_bps to the pool.
+	Solo bool `toml:"solo"`
 }
 
 // HTTPFile is the [http] table.

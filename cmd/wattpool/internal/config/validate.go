@@ -452,6 +452,7 @@ func (v *validator) listeners(f *File, c *Config) {
 			}
 		}
 		l.ProxyProtocol, l.TLSCert, l.TLSKey = lf.ProxyProtocol, lf.TLSCert, lf.TLSKey
+		l.Solo = lf.Solo
 		if l.ProxyProtocol && len(f.Stratum.ProxyTrusted) == 0 {
 			v.errorf(p+"proxy_protocol", "needs stratum.proxy_trusted: the networks of the load balancers that may send PROXY headers")
 		}
