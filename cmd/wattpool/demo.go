@@ -294,8 +294,8 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	go func() { defer close(fwDone); fw.serve(runCtx) }()
 	defer func() { stop(); <-fwDone }()
 	fmt.Fprintf(out, "demo: %d simulated miners (version rolling) at %g H/s each; Ctrl-C stops\n", o.Miners, o.HashesPerSecond)
-	fmt.Fprintf(out, "demo: their firmware APIs: %s; inventory %s (try 'wattpool fleet status --inventory %s --pool http://%s')\n",
-		fw.describe(), o.inventory, o.inventory, cfg.HTTPAddr)
+	fmt.Fprintf(out, "demo: their firmware APIs: %s; inventory %s (try '%s=%s wattpool fleet status --inventory %s --pool http://%s')\n",
+		fw.describe(), o.inventory, demoFirmwarePasswordEnv, demoFirmwarePassword, o.inventory, cfg.HTTPAddr)
 	fmt.Fprintf(out, "demo: allocator (act, every %v): rack-a (17.5 J/TH) mines for $65/MWh after $40 energy, rack-b (35 J/TH) for $12.50; "+
 		"the lease pays $%g then $%g (less energy: $%g, then $%g) for %v each, so rack-b is curtailed and resumed through its miners' firmware drivers (the allocator's minersim actuator posts to %s, which acts with the fleet package); "+
 		"see http://%s/api/v1/allocator and 'wattpool allocator report'\n",
