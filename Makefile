@@ -26,9 +26,11 @@ test: tools fmt-check vet
 test-noalloc:
 	$(GO) test -count=1 -run 'Alloc' ./stratum/... ./shares/...
 
-## tools: PostgreSQL server binaries (installed when missing and root) and the pinned btcd
+## tools: PostgreSQL server binaries and haproxy (installed when missing and root) and the pinned btcd.
+## Without haproxy (not root) only the several-instances test skips; .ci/run requires it.
 tools:
 	@./.ci/ensure-postgres
+	@./.ci/ensure-haproxy || echo "tools: haproxy missing; TestSeveralInstancesBehindHAProxy will skip" >&2
 	@$(GO) tool -n btcd >/dev/null
 
 vet:
