@@ -46,24 +46,31 @@ import (
 // Scheme names a payout scheme ([payouts] scheme).
 type Scheme string
 
-// The schemes computed from a block's window. pps, fpps and solo are not
-// built yet.
+// The schemes. pplns, tides and prop split a found block's reward by its
+// window; pps and fpps pay every share as it comes, by the hour (see
+// pps.go), and leave found blocks to the pool. solo is not built yet.
 const (
 	PPLNS Scheme = "pplns"
 	TIDES Scheme = "tides"
 	PROP  Scheme = "prop"
+	PPS   Scheme = "pps"
+	FPPS  Scheme = "fpps"
 )
 
 // ParseScheme checks a scheme name.
 func ParseScheme(s string) (Scheme, error) {
 	switch Scheme(s) {
-	case PPLNS, TIDES, PROP:
+	case PPLNS, TIDES, PROP, PPS, FPPS:
 		return Scheme(s), nil
-	case "pps", "fpps", "solo":
-		return "", fmt.Errorf("payout scheme %q is not built yet (pplns, tides and prop are)", s)
+	case "solo":
+		return "", fmt.Errorf("payout scheme %q is not built yet (pplns, tides, prop, pps and fpps are)", s)
 	}
-	return "", fmt.Errorf("payout scheme %q is not one of pplns, tides, prop", s)
+	return "", fmt.Errorf("payout scheme %q is not one of pplns, tides, prop, pps, fpps", s)
 }
+
+// PerShare reports whether the scheme pays shares as they come (pps,
+// fpps) rather than splitting found blocks.
+func (s Scheme) PerShare() bool { return s == PPS || s == FPPS }
 
 // WindowSize is a PPLNS window's difficulty N: a fixed difficulty, or a
 // multiple of the network difficulty of the block's job (exactly one of
@@ -324,6 +331,19 @@ type Params struct {
 	// Window is pplns_window (pplns only: tides uses TidesWindow, prop
 	// none).
 	Window WindowSize
+	// FPPSFeeBlocks is how many of the newest templates' fees FPPS
+	// averages (fpps only, but stored and compared with every set).
+	FPPSFeeBlocks int64
+}
+
+// Equal reports whether two parameter sets compute the same results.
+func (p Params) Equal(o Params) bool {
+	return p.Scheme == o.Scheme && p.FeeBps == o.FeeBps && p.Window == o.Window && p.FPPSFeeBlocks == o.FPPSFeeBlocks
+}
+
+// String prints the set as an operator would write it.
+func (p Params) String() string {
+	return fmt.Sprintf("scheme %s, fee_bps %d, pplns_window %s, fpps_fee_blocks %d", p.Scheme, p.FeeBps, p.Window, p.FPPSFeeBlocks)
 }
 
 // WindowFor returns the window size the scheme uses, and false for prop.
@@ -347,6 +367,10 @@ type Block struct {
 	// PrevFoundAt is the found time of the pool's previous block that was
 	// not orphaned (zero when there is none): where a prop round starts.
 	PrevFoundAt time.Time
+	// NotBefore, when not zero, is where the parameters in force began: a
+	// window never reaches back past it, so shares paid under an earlier
+	// scheme (pps) are not paid again.
+	NotBefore time.Time
 }
 
 // Source yields shares newest first by (time, share_id): those at or
@@ -387,6 +411,11 @@ func Compute(p Params, b Block, src Source, each func(Share, *big.Rat) error) (R
 		since = b.PrevFoundAt
 	default:
 		return res, fmt.Errorf("payout scheme %q cannot be computed from a block's window", p.Scheme)
+	}
+	if !b.NotBefore.IsZero() && (since.IsZero() || since.Before(b.NotBefore)) {
+		// Shares exactly at NotBefore belong to the new parameters, so
+		// the bound (exclusive) sits just before it.
+		since = b.NotBefore.Add(-time.Nanosecond)
 	}
 	w, err := NewWindow(n)
 	if err != nil {
