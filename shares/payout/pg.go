@@ -15,11 +15,6 @@ import (
 // ErrUnknownBlock is returned for a block the ledger does not have.
 var ErrUnknownBlock = errors.New("block not in the ledger")
 
-// ErrSoloBlock is returned for a block found on a solo job: its coinbase
-// paid the miner's address (less the pool fee) directly, so the pool's
-// schemes credit nobody for it.
-var ErrSoloBlock = errors.New("block was mined solo: its coinbase paid the finder's address directly and the pool's schemes credit nobody for it")
-
 // DB is what the reader needs of a connection, pool or transaction.
 type DB interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
@@ -41,24 +36,18 @@ type StoredBlock struct {
 	Hash   chainhash.Hash
 	Height int64
 	Status string
-	// Solo is set for a block found on a solo job (its job's
-	// solo_script is set, migration 007).
-	Solo bool
 }
 
-// Block reads a found block, its job's network difficulty, whether it was
-// mined solo, and the pool's previous block that was not orphaned (solo
-// blocks are not the pool's: they end no prop round).
+// Block reads a found block, its job's network difficulty and the pool's
+// previous block that was not orphaned.
 func (r *Reader) Block(ctx context.Context, hash chainhash.Hash) (StoredBlock, error) {
 	b := StoredBlock{Hash: hash}
 	var netDiff *float64
 	var prev *time.Time
 	err := r.db.QueryRow(ctx, `SELECT b.found_at, b.coinbase_sats, b.height, b.status::text, j.network_diff,
-		(SELECT max(p.found_at) FROM blocks p WHERE p.found_at < b.found_at AND p.status <> 'orphaned'
-			AND NOT EXISTS (SELECT 1 FROM jobs pj WHERE pj.instance = p.instance AND pj.job_id = p.job_id AND pj.solo_script IS NOT NULL)),
-		j.solo_script IS NOT NULL
+		(SELECT max(p.found_at) FROM blocks p WHERE p.found_at < b.found_at AND p.status <> 'orphaned')
 		FROM blocks b LEFT JOIN jobs j ON j.instance = b.instance AND j.job_id = b.job_id WHERE b.hash = $1`,
-		hash[:]).Scan(&b.FoundAt, &b.CoinbaseSats, &b.Height, &b.Status, &netDiff, &prev, &b.Solo)
+		hash[:]).Scan(&b.FoundAt, &b.CoinbaseSats, &b.Height, &b.Status, &netDiff, &prev)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return b, fmt.Errorf("block %s: %w", hash, ErrUnknownBlock)
 	}
@@ -85,9 +74,7 @@ type pgSource struct {
 // Walk streams the shares newest first, served by the shares primary key
 // (time, share_id) backwards: memory does not grow with the window. Rows
 // carry account and worker ids, named from maps read first (a join per
-// row doubles the time of a million-share window). Solo shares (of jobs
-// with a solo_script) are left out: they never enter the pool's schemes;
-// the anti-join hashes the few solo jobs once and keeps the stream order.
+// row doubles the time of a million-share window).
 func (s pgSource) Walk(end, since time.Time, fn func(Share) (bool, error)) error {
 	accounts, err := s.names(`SELECT id, name FROM accounts`)
 	if err != nil {
@@ -97,10 +84,8 @@ func (s pgSource) Walk(end, since time.Time, fn func(Share) (bool, error)) error
 	if err != nil {
 		return err
 	}
-	sql := `SELECT time, share_id, account_id, worker_id, share_diff FROM shares s
-		WHERE time <= $1 AND ($2::timestamptz IS NULL OR time > $2)
-		AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.instance = s.instance AND j.job_id = s.job_id AND j.solo_script IS NOT NULL)
-		ORDER BY time DESC, share_id DESC`
+	sql := `SELECT time, share_id, account_id, worker_id, share_diff FROM shares
+		WHERE time <= $1 AND ($2::timestamptz IS NULL OR time > $2) ORDER BY time DESC, share_id DESC`
 	var lower *time.Time
 	if !since.IsZero() {
 		lower = &since
@@ -159,9 +144,6 @@ func (r *Reader) Explain(ctx context.Context, p Params, hash chainhash.Hash, eac
 	b, err := r.Block(ctx, hash)
 	if err != nil {
 		return b, Result{}, err
-	}
-	if b.Solo {
-		return b, Result{Params: p}, fmt.Errorf("block %s: %w", hash, ErrSoloBlock)
 	}
 	res, err := Compute(p, b.Block, r.Source(ctx), each)
 	if err != nil {
