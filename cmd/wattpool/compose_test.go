@@ -144,7 +144,7 @@ func TestComposeMatchesConfig(t *testing.T) {
 		}
 		t.Errorf("%s port %s is not published (ports %v)", what, port, wp.Ports)
 	}
-	wantPort(cfg.Listeners[0].Addr, config.DefaultStratumPort, "stratum")
+	// The stratum port is HAProxy's to publish (TestComposeHAProxy).
 	wantPort(cfg.HTTPAddr, config.DefaultHTTPPort, "http")
 
 	// The node URL matches bitcoind's RPC port, user and password, and

@@ -66,7 +66,7 @@ type spoolStatus struct {
 	LagSeconds float64 `json:"lag_seconds"`
 }
 
-// handler serves /metrics, /api/v1/status, /api/v1/allocator, /healthz
+// handler serves /metrics, /api/v1/status, /api/v1/connections, /api/v1/allocator, /healthz
 // (liveness) and /readyz (readiness).
 func (a *app) handler() http.Handler {
 	mux := http.NewServeMux()
@@ -78,6 +78,14 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	mux.HandleFunc("GET /api/v1/allocator", a.serveAllocator)
 	mux.HandleFunc("GET /api/v1/fleet", a.serveFleet)
+	// Each open connection with the miner's address (behind a PROXY
+	// balancer, the address its header named) and its extranonce1.
+	mux.HandleFunc("GET /api/v1/connections", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(struct {
+			Connections []stratum.ConnInfo `json:"connections"`
+		}{a.server.Connections()})
+	})
 	mux.HandleFunc("GET /api/v1/status", func(w http.ResponseWriter, _ *http.Request) {
 		st, err := a.status()
 		if err != nil {
