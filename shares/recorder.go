@@ -308,7 +308,10 @@ func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) erro
 			if err := insertShare(ctx, tx, &row.share); err != nil {
 				return err
 			}
-			return insertBlock(ctx, tx, &row.rec, aid, wid)
+			if err := insertBlock(ctx, tx, &row.rec, aid, wid); err != nil {
+				return err
+			}
+			return r.sealBlockShare(ctx, tx, &row.share)
 		})
 	}()
 	switch {

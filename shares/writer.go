@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/wattpool/wattpool/shares/audit"
 	"github.com/wattpool/wattpool/shares/spool"
 )
 
@@ -54,6 +55,9 @@ type writer struct {
 	jobs   []jobRec
 	shares []shareRow
 	blocks []blockRow
+
+	sealRows []audit.Sealed // scratch of seal (seal.go)
+	sealBuf  []byte
 }
 
 type blockRow struct {
@@ -71,6 +75,7 @@ type shareRow struct {
 	id        [16]byte
 	aid, wid  int64
 	segOffset int64
+	stored    bool // stored by the transaction being committed: to be sealed (seal.go)
 }
 
 // checkpoint remembers how many records had been appended when a drain
@@ -344,13 +349,15 @@ const shareInsertSQL = `INSERT INTO shares (time, share_id, instance, account_id
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING`
 
 // insertShare stores a found block's share row (account and worker ids
-// resolved).
+// resolved) and sets r.stored when this call stored it.
 func insertShare(ctx context.Context, db querier, r *shareRow) error {
 	src := shareSource{rows: []shareRow{*r}}
 	vals, _ := src.Values()
-	if _, err := db.Exec(ctx, shareInsertSQL, vals...); err != nil {
+	tag, err := db.Exec(ctx, shareInsertSQL, vals...)
+	if err != nil {
 		return fmt.Errorf("insert share %s of found block: %w", r.rec.Hash, err)
 	}
+	r.stored = tag.RowsAffected() == 1
 	return nil
 }
 
@@ -396,8 +403,12 @@ func (w *writer) commitTx(ctx context.Context, seg spool.SegmentInfo, end int64,
 				return fmt.Errorf("copy shares: %w", err)
 			}
 			if idempotent {
-				if _, err := tx.Exec(ctx, "INSERT INTO shares SELECT * FROM shares_stage ON CONFLICT DO NOTHING"); err != nil {
-					return fmt.Errorf("merge staged shares: %w", err)
+				if err := w.mergeStaged(ctx, tx); err != nil {
+					return err
+				}
+			} else {
+				for i := range w.shares {
+					w.shares[i].stored = true
 				}
 			}
 		}
@@ -415,7 +426,7 @@ func (w *writer) commitTx(ctx context.Context, seg spool.SegmentInfo, end int64,
 		if _, err := tx.Exec(ctx, progressSQL, int64(seg.ID), w.r.opts.instance, end); err != nil {
 			return fmt.Errorf("record committed offset: %w", err)
 		}
-		return nil
+		return w.seal(ctx, tx)
 	})
 }
 

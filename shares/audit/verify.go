@@ -1,0 +1,460 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Problem kinds a verification reports.
+const (
+	// KindInserted is a row no segment sealed, or one a segment's
+	// locator does not list.
+	KindInserted = "inserted"
+	// KindChanged is a row whose bytes differ from what was sealed.
+	KindChanged = "changed"
+	// KindDeleted is a sealed row that is nowhere: not in shares, not in
+	// any archive.
+	KindDeleted = "deleted"
+	// KindSegment is a segment whose rows hash differs although no row
+	// can be named (its locator was edited too).
+	KindSegment = "segment"
+	// KindChain is a break of the chain itself: a segment missing,
+	// renumbered or rewritten, or a head that is not the last segment.
+	KindChain = "chain"
+	// KindArchive is an archive file that is missing, unreadable or not
+	// the file that was archived.
+	KindArchive = "archive"
+)
+
+// Problem is one finding of Verify.
+type Problem struct {
+	Kind string `json:"kind"`
+	// ShareID is the row's share_id (UUID form), for row findings.
+	ShareID string `json:"share_id,omitempty"`
+	// Segment is the sealing segment's seq (0: none).
+	Segment int64 `json:"segment,omitempty"`
+	// Time is the row's stored time, when a row was read.
+	Time *time.Time `json:"time,omitempty"`
+	// Source is "shares" or the archive file the row was read from.
+	Source string `json:"source,omitempty"`
+	Detail string `json:"detail"`
+}
+
+// Report is what Verify found.
+type Report struct {
+	Head Head `json:"head"`
+	// From and To bound the rows checked ([From, To)); zero: all.
+	From *time.Time `json:"from,omitempty"`
+	To   *time.Time `json:"to,omitempty"`
+	// Segments is how many segments' rows were checked; Chain how many
+	// segment headers the chain check covered.
+	Segments int64 `json:"segments"`
+	Chain    int64 `json:"chain"`
+	// Rows is how many rows were read (shares and archives); Archives
+	// how many archive files.
+	Rows     int64 `json:"rows"`
+	Archives int   `json:"archives"`
+	// Problems lists every finding; OK is true when there is none.
+	Problems []Problem `json:"problems"`
+	OK       bool      `json:"ok"`
+	Seconds  float64   `json:"seconds"`
+}
+
+// openLow and openHigh stand for no bound, in PostgreSQL microseconds.
+const (
+	openLow  = -1 << 62
+	openHigh = 1 << 62
+)
+
+// maxProblems bounds a report: a table dropped behind our back would
+// otherwise name every row.
+const maxProblems = 10_000
+
+// VerifyOptions narrows a verification.
+type VerifyOptions struct {
+	// From and To (exclusive) select the segments having rows in the
+	// range and the rows in it; zero values leave that side open.
+	From, To time.Time
+}
+
+// segHeader is a segment's stored header.
+type segHeader struct {
+	Segment
+	selected bool
+	found    []rowSeen
+	done     bool
+}
+
+// rowSeen is a row read back: its id, digest and where it came from.
+type rowSeen struct {
+	id     [16]byte
+	digest [32]byte
+	us     int64 // time, PostgreSQL microseconds
+	src    int32 // index into verifier.sources
+}
+
+type runRef struct {
+	Run
+	seg int
+}
+
+// index maps share ids to segments.
+type index struct {
+	segs []segHeader
+	runs []runRef // sorted by (Prefix, First)
+}
+
+func (x *index) lookup(id [16]byte) int {
+	p, o := idPrefix(id), idOffset(id)
+	i := sort.Search(len(x.runs), func(i int) bool {
+		r := &x.runs[i]
+		return r.Prefix > p || (r.Prefix == p && r.First > o)
+	})
+	if i == 0 {
+		return -1
+	}
+	r := &x.runs[i-1]
+	if r.Prefix == p && o <= r.Last {
+		return r.seg
+	}
+	return -1
+}
+
+// loadIndex reads every segment header and checks the chain.
+func loadIndex(ctx context.Context, db Querier, head Head) (*index, []Problem, error) {
+	rows, err := db.Query(ctx, `SELECT seq, shares, min_time, max_time, runs, rows_hash, prev_hash, hash
+		FROM audit_segments ORDER BY seq`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read audit segments: %w", err)
+	}
+	defer rows.Close()
+	x := &index{}
+	var problems []Problem
+	var prev [32]byte
+	var runs, rh, ph, h []byte
+	for rows.Next() {
+		var s segHeader
+		if err := rows.Scan(&s.Seq, &s.Shares, &s.MinTime, &s.MaxTime, &runs, &rh, &ph, &h); err != nil {
+			return nil, nil, fmt.Errorf("read audit segments: %w", err)
+		}
+		copy(s.RowsHash[:], rh)
+		copy(s.PrevHash[:], ph)
+		copy(s.Hash[:], h)
+		want := int64(len(x.segs)) + 1
+		switch {
+		case s.Seq != want:
+			problems = append(problems, Problem{Kind: KindChain, Segment: s.Seq,
+				Detail: fmt.Sprintf("segment %d follows segment %d: segments are missing or renumbered", s.Seq, want-1)})
+		case s.PrevHash != prev:
+			problems = append(problems, Problem{Kind: KindChain, Segment: s.Seq,
+				Detail: fmt.Sprintf("prev_hash %x is not segment %d's hash %x", s.PrevHash, want-1, prev)})
+		}
+		if got := segmentHash(s.PrevHash, s.Seq, s.Shares, s.RowsHash); got != s.Hash {
+			problems = append(problems, Problem{Kind: KindChain, Segment: s.Seq,
+				Detail: fmt.Sprintf("stored hash %x, recomputed %x: the segment header was rewritten", s.Hash, got)})
+		}
+		prev = s.Hash
+		if s.Runs, err = decodeRuns(runs); err != nil {
+			problems = append(problems, Problem{Kind: KindChain, Segment: s.Seq, Detail: err.Error()})
+		}
+		x.segs = append(x.segs, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read audit segments: %w", err)
+	}
+	if n := int64(len(x.segs)); head.Seq != n || head.Hash != hex.EncodeToString(prev[:]) {
+		problems = append(problems, Problem{Kind: KindChain, Segment: head.Seq,
+			Detail: fmt.Sprintf("the head (segment %d, %s) is not the last segment (%d, %x)", head.Seq, head.Hash, n, prev)})
+	}
+	for i := range x.segs {
+		for _, r := range x.segs[i].Runs {
+			x.runs = append(x.runs, runRef{Run: r, seg: i})
+		}
+	}
+	slices.SortFunc(x.runs, func(a, b runRef) int {
+		if a.Prefix != b.Prefix {
+			if a.Prefix < b.Prefix {
+				return -1
+			}
+			return 1
+		}
+		switch {
+		case a.First < b.First:
+			return -1
+		case a.First > b.First:
+			return 1
+		}
+		return 0
+	})
+	for i := 1; i < len(x.runs); i++ {
+		a, b := &x.runs[i-1], &x.runs[i]
+		if a.Prefix == b.Prefix && b.First <= a.Last {
+			problems = append(problems, Problem{Kind: KindChain, Segment: x.segs[b.seg].Seq,
+				Detail: fmt.Sprintf("its share ids overlap segment %d's", x.segs[a.seg].Seq)})
+		}
+	}
+	return x, problems, nil
+}
+
+// verifier accumulates rows into their segments.
+type verifier struct {
+	ctx      context.Context
+	db       Querier
+	x        *index
+	from, to int64 // PostgreSQL microseconds; to exclusive
+	sources  []string
+	rows     int64
+	problems []Problem
+	scratch  [][32]byte
+}
+
+func (v *verifier) add(p Problem) {
+	if len(v.problems) < maxProblems {
+		v.problems = append(v.problems, p)
+	} else if len(v.problems) == maxProblems {
+		v.problems = append(v.problems, Problem{Kind: KindSegment, Detail: "more problems not listed"})
+	}
+}
+
+func uuidString(id [16]byte) string {
+	var b [36]byte
+	hex.Encode(b[0:8], id[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], id[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], id[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], id[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:], id[10:])
+	return string(b[:])
+}
+
+func (v *verifier) inRange(us int64) bool { return us >= v.from && us < v.to }
+
+// row takes one tuple read from source src.
+func (v *verifier) row(t []byte, src int32) error {
+	v.rows++
+	r := rowSeen{id: TupleID(t), digest: sha256.Sum256(t), src: src, us: int64(beUint64(t[timeAt:]))}
+	i := v.x.lookup(r.id)
+	if i < 0 {
+		if v.inRange(r.us) {
+			tm := pgTime(r.us)
+			v.add(Problem{Kind: KindInserted, ShareID: uuidString(r.id), Time: &tm, Source: v.sources[src],
+				Detail: "no segment sealed this share id"})
+		}
+		return nil
+	}
+	s := &v.x.segs[i]
+	if !s.selected {
+		return nil
+	}
+	if s.done {
+		// Every sealed row of the segment was read, and matched or was
+		// reported: this one is extra.
+		tm := pgTime(r.us)
+		v.add(Problem{Kind: KindInserted, ShareID: uuidString(r.id), Segment: s.Seq, Time: &tm, Source: v.sources[src],
+			Detail: "a row beyond the segment's sealed count (an id never sealed, or a second copy of a sealed row)"})
+		return nil
+	}
+	s.found = append(s.found, r)
+	if int64(len(s.found)) == s.Shares {
+		return v.finish(s)
+	}
+	return nil
+}
+
+func beUint64(b []byte) uint64 {
+	_ = b[7]
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// finish checks a segment's rows against its rows hash, naming the rows
+// from its locator when they differ.
+func (v *verifier) finish(s *segHeader) error {
+	s.done = true
+	found := s.found
+	s.found = nil
+	slices.SortFunc(found, func(a, b rowSeen) int { return bytes.Compare(a.id[:], b.id[:]) })
+	v.scratch = v.scratch[:0]
+	for i := range found {
+		v.scratch = append(v.scratch, found[i].digest)
+	}
+	if int64(len(found)) == s.Shares && rowsHashOf(v.scratch) == s.RowsHash {
+		return nil
+	}
+	var raw []byte
+	if err := v.db.QueryRow(v.ctx, "SELECT locator FROM audit_segments WHERE seq = $1", s.Seq).Scan(&raw); err != nil {
+		return fmt.Errorf("read locator of audit segment %d: %w", s.Seq, err)
+	}
+	loc, err := decodeLocator(raw)
+	if err != nil {
+		v.add(Problem{Kind: KindSegment, Segment: s.Seq, Detail: fmt.Sprintf("rows differ from the seal; locator unreadable: %v", err)})
+		return nil
+	}
+	named := 0
+	i, j := 0, 0
+	for i < len(found) || j < len(loc) {
+		var c int
+		switch {
+		case i == len(found):
+			c = 1
+		case j == len(loc):
+			c = -1
+		default:
+			c = bytes.Compare(found[i].id[:], loc[j].ID[:])
+		}
+		switch {
+		case c < 0:
+			f := &found[i]
+			tm := pgTime(f.us)
+			detail := "a row with this id was never sealed in the segment whose id range holds it"
+			if j > 0 && loc[j-1].ID == f.id {
+				detail = "a second row with the id of a sealed row"
+			}
+			v.add(Problem{Kind: KindInserted, ShareID: uuidString(f.id), Segment: s.Seq, Time: &tm, Source: v.sources[f.src], Detail: detail})
+			named++
+			i++
+		case c > 0:
+			v.add(Problem{Kind: KindDeleted, ShareID: uuidString(loc[j].ID), Segment: s.Seq, Detail: "sealed, but in neither shares nor an archive"})
+			named++
+			j++
+		default:
+			f := &found[i]
+			if !bytes.Equal(f.digest[:8], loc[j].Prefix[:]) {
+				tm := pgTime(f.us)
+				v.add(Problem{Kind: KindChanged, ShareID: uuidString(f.id), Segment: s.Seq, Time: &tm, Source: v.sources[f.src],
+					Detail: "the row's bytes differ from the sealed row's"})
+				named++
+			}
+			i++
+			if i == len(found) || found[i].id != f.id {
+				j++
+			}
+		}
+	}
+	if named == 0 {
+		v.add(Problem{Kind: KindSegment, Segment: s.Seq, Detail: "the rows hash differs from the seal but every row matches the locator: the locator or the rows hash was edited"})
+	}
+	return nil
+}
+
+// Verify re-reads every share row in PostgreSQL and in the retention
+// archives (or those of opts' range) and recomputes the chain of sealed
+// segments, naming every row inserted, changed or deleted behind the
+// ledger's back. The rows stream with COPY TO in binary form and are
+// hashed as they arrive, without decoding.
+func Verify(ctx context.Context, db *pgxpool.Pool, opts VerifyOptions) (Report, error) {
+	start := time.Now()
+	var rep Report
+	head, err := ReadHead(ctx, db)
+	if err != nil {
+		return rep, err
+	}
+	rep.Head = head
+	x, problems, err := loadIndex(ctx, db, head)
+	if err != nil {
+		return rep, err
+	}
+	rep.Chain = int64(len(x.segs))
+	v := &verifier{ctx: ctx, db: db, x: x, from: openLow, to: openHigh, problems: problems}
+	lo, hi := v.from, v.to
+	if !opts.From.IsZero() {
+		v.from = pgMicros(opts.From)
+		t := opts.From.UTC()
+		rep.From = &t
+	}
+	if !opts.To.IsZero() {
+		v.to = pgMicros(opts.To)
+		t := opts.To.UTC()
+		rep.To = &t
+	}
+	ranged := !opts.From.IsZero() || !opts.To.IsZero()
+	if ranged {
+		lo, hi = v.from, v.to
+	}
+	for i := range x.segs {
+		s := &x.segs[i]
+		if pgMicros(s.MaxTime) < v.from || pgMicros(s.MinTime) >= v.to {
+			continue
+		}
+		s.selected = true
+		rep.Segments++
+		lo, hi = min(lo, pgMicros(s.MinTime)), max(hi, pgMicros(s.MaxTime)+1)
+	}
+	archives, err := listArchives(ctx, db)
+	if err != nil {
+		return rep, err
+	}
+	for _, a := range archives {
+		if pgMicros(a.To) <= lo || pgMicros(a.From) >= hi {
+			continue
+		}
+		rep.Archives++
+		src := int32(len(v.sources))
+		v.sources = append(v.sources, a.Path)
+		if err := readArchive(a, func(t []byte) error { return v.row(t, src) }); err != nil {
+			v.add(Problem{Kind: KindArchive, Source: a.Path, Detail: fmt.Sprintf("partition %s: %v", a.Partition, err)})
+		}
+	}
+	v.sources = append(v.sources, "shares")
+	if err := copyShares(ctx, db, lo, hi, ranged, func(t []byte) error { return v.row(t, int32(len(v.sources)-1)) }); err != nil {
+		return rep, err
+	}
+	for i := range x.segs {
+		s := &x.segs[i]
+		if s.selected && !s.done {
+			if err := v.finish(s); err != nil {
+				return rep, err
+			}
+		}
+	}
+	rep.Rows = v.rows
+	rep.Problems = v.problems
+	if rep.Problems == nil {
+		rep.Problems = []Problem{}
+	}
+	rep.OK = len(rep.Problems) == 0
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// copyShares streams the share rows with lo <= time < hi (all when not
+// ranged) as binary COPY tuples.
+func copyShares(ctx context.Context, db *pgxpool.Pool, lo, hi int64, ranged bool, fn func([]byte) error) error {
+	conn, err := db.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("read shares: %w", err)
+	}
+	defer conn.Release()
+	var conds []string
+	if ranged && lo > openLow {
+		conds = append(conds, fmt.Sprintf("time >= '%s'", pgTime(lo).Format(time.RFC3339Nano)))
+	}
+	if ranged && hi < openHigh {
+		conds = append(conds, fmt.Sprintf("time < '%s'", pgTime(hi).Format(time.RFC3339Nano)))
+	}
+	where := ""
+	if len(conds) > 0 {
+		where = " WHERE " + strings.Join(conds, " AND ")
+	}
+	sql := "COPY (SELECT " + columnList + " FROM shares" + where + ") TO STDOUT (FORMAT binary)"
+	st := newTupleStream(fn)
+	if _, err := conn.Conn().PgConn().CopyTo(ctx, st, sql); err != nil {
+		return fmt.Errorf("read shares: %w", err)
+	}
+	if err := st.Close(); err != nil {
+		return fmt.Errorf("read shares: %w", err)
+	}
+	return nil
+}
