@@ -81,3 +81,49 @@ func BenchmarkAppendLatency(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-us")
 	b.ReportMetric(pct(0.999), "p999-us")
 }
+
+// BenchmarkAppendParallel appends from GOMAXPROCS*16 goroutines at once,
+// as many connections' readers do: what group commit and batching buy
+// (or cost) under contention.
+func BenchmarkAppendParallel(b *testing.B) {
+	s, _, err := Open(b.TempDir(), Options{SegmentBytes: 1 << 20, LimitBytes: 1 << 40})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	rec := make([]byte, 150)
+	b.SetBytes(int64(len(rec) + FrameOverhead))
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Append(7, rec); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkAppendSyncEveryRecord is Append with an fsync per record
+// (spool_sync_interval = "0s") from 64 goroutines: concurrent appenders
+// share an fsync when the writer batches them.
+func BenchmarkAppendSyncEveryRecord(b *testing.B) {
+	s, _, err := Open(b.TempDir(), Options{SegmentBytes: 1 << 20, LimitBytes: 1 << 40, SyncEveryRecord: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	rec := make([]byte, 150)
+	b.SetBytes(int64(len(rec) + FrameOverhead))
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Append(7, rec); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

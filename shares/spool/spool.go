@@ -5,16 +5,24 @@
 // numbered segment files; a background syncer fsyncs them on a short
 // interval (group commit), or every record when asked.
 //
+// Appenders never touch a file: one writer goroutine owns the active
+// segment and writes the queued records in batches (one write(2) per
+// batch, and one fsync when any of them asks for it), so a disk that
+// stalls stalls the writer, not every caller. An appender waits for its
+// record's outcome or its context's deadline, whichever comes first; a
+// record the writer has not taken by then is withdrawn and never written
+// (see AppendContext).
+//
 // A Spool is safe for concurrent use.
 package spool
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,6 +41,12 @@ var ErrFull = errors.New("share spool full or failing: record not stored")
 
 // ErrClosed is returned by Append after Close.
 var ErrClosed = errors.New("share spool closed")
+
+// ErrTimeout is returned (wrapped, with the context's error) by
+// AppendContext when the caller's deadline passed before the writer took
+// the record: the record was withdrawn and is never written, so it can
+// never reach the ledger. The caller must not claim it was stored.
+var ErrTimeout = errors.New("share spool: record not durable before the deadline: not stored")
 
 // Defaults for Options fields left zero.
 const (
@@ -65,6 +79,25 @@ type Options struct {
 	Now func() time.Time
 	// Log receives sync failures and recovery notes (zap.NewNop when nil).
 	Log *zap.Logger
+	// ObserveWait, when set, is told how long each append waited for its
+	// outcome (durable, refused or timed out). It runs on the appender's
+	// goroutine and must not block.
+	ObserveWait func(wait time.Duration)
+	// ObserveBatch, when set, is told how many records each write of the
+	// writer carried. It runs on the writer goroutine and must not block.
+	ObserveBatch func(records int)
+	// WrapFile, when set, wraps every segment file the spool writes (tests
+	// put a slow or failing disk under the spool with it).
+	WrapFile func(*os.File) File
+}
+
+// File is what the spool does to a segment file it writes; *os.File is
+// one. Options.WrapFile substitutes another.
+type File interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Truncate(size int64) error
+	Close() error
 }
 
 func (o *Options) fill() {
@@ -112,14 +145,20 @@ type SegmentInfo struct {
 }
 
 type segment struct {
-	seq, id   uint64
-	path      string
-	f         *os.File // nil once closed
+	seq, id uint64
+	path    string
+	f       File // nil once closed
+	// size is the end of the records whose append succeeded (published
+	// by the writer after their batch was written, and fsynced when the
+	// batch asked for it); bytes of a batch in flight lie beyond it.
 	size      int64
 	synced    int64
 	sealed    bool // takes no more appends
 	dirSynced bool
-	created   time.Time
+	// busy is set while the writer has a batch on this segment: Sync does
+	// not close it under the writer even once it is sealed.
+	busy    bool
+	created time.Time
 }
 
 // Spool is an open spool directory. Open starts its syncer goroutine;
@@ -146,12 +185,19 @@ type Spool struct {
 	mu       sync.Mutex
 	segs     []*segment // by seq; the last may be active
 	active   *segment
-	nextSeq  uint64
+	nextSeq  uint64 // the writer's (and recover's) alone
 	bytes    int64
-	buf      []byte
 	failed   error
 	closed   bool
 	appended atomic.Uint64
+
+	// The append queue (see append.go): appenders add requests under
+	// qmu, the writer goroutine takes them all at once.
+	q        queue
+	timeouts atomic.Uint64
+	wstop    chan struct{}
+	wdone    chan struct{}
+	wr       batchWriter // the writer goroutine's own state
 
 	syncMu sync.Mutex
 	stop   chan struct{}
@@ -171,7 +217,9 @@ func Open(dir string, opts Options) (*Spool, []Damaged, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("open spool: %w", err)
 	}
-	s := &Spool{dir: dir, opts: opts, dirf: d, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Spool{dir: dir, opts: opts, dirf: d, nextSeq: 1, stop: make(chan struct{}), done: make(chan struct{}),
+		wstop: make(chan struct{}), wdone: make(chan struct{})}
+	s.q.init()
 	damaged, err := s.recover()
 	if err != nil {
 		d.Close()
@@ -185,126 +233,48 @@ func Open(dir string, opts Options) (*Spool, []Damaged, error) {
 		return nil, damaged, fmt.Errorf("open spool: %w", err)
 	}
 	go s.syncLoop()
+	go s.writeLoop()
 	return s, damaged, nil
 }
 
 // Dir returns the spool directory.
 func (s *Spool) Dir() string { return s.dir }
 
-// Append writes one record and returns once write(2) completed: the
-// record survives a crash of this process at once, and a power loss once
-// the syncer ran (or at once with SyncEveryRecord).
+// Append appends one record with no deadline (see AppendContext).
 func (s *Spool) Append(typ byte, payload []byte) (Position, error) {
-	if len(payload) > MaxPayload {
-		return Position{}, fmt.Errorf("spool append: payload of %d bytes exceeds %d", len(payload), MaxPayload)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return Position{}, ErrClosed
-	}
-	if s.failed != nil {
-		return Position{}, fmt.Errorf("%w: spool disabled after an earlier failed fsync or close: %w", ErrFull, s.failed)
-	}
-	frame := int64(FrameOverhead + len(payload))
-	now := s.opts.Now()
-	if a := s.active; a != nil && a.size > HeaderSize &&
-		(a.size+frame > s.opts.SegmentBytes || now.Sub(a.created) >= s.opts.SegmentAge) {
-		s.sealLocked()
-	}
-	need := frame
-	if s.active == nil {
-		need += HeaderSize
-	}
-	if s.bytes+need > s.opts.LimitBytes {
-		return Position{}, fmt.Errorf("%w: %d bytes spooled, limit %d (is the database down?)", ErrFull, s.bytes, s.opts.LimitBytes)
-	}
-	if s.active == nil {
-		if err := s.createLocked(now); err != nil {
-			return Position{}, fmt.Errorf("%w: %w", ErrFull, err)
-		}
-	}
-	a := s.active
-	s.buf = AppendFrame(s.buf[:0], typ, payload)
-	if _, err := a.f.Write(s.buf); err != nil {
-		// Cut any partial frame off so the segment stays readable, and
-		// seal it: the next record goes to a fresh file.
-		if terr := a.f.Truncate(a.size); terr != nil {
-			s.opts.Log.Error("spool: cannot cut partial write", zap.String("path", a.path), zap.Error(terr))
-		}
-		s.sealLocked()
-		return Position{}, fmt.Errorf("%w: write %s: %w", ErrFull, a.path, err)
-	}
-	pos := Position{SegmentID: a.id, Seq: a.seq, Offset: a.size}
-	a.size += frame
-	s.bytes += frame
-	s.appended.Add(1)
-	if s.opts.SyncEveryRecord {
-		if err := s.syncActiveLocked(); err != nil {
-			s.failLocked(err)
-			return Position{}, fmt.Errorf("%w: %w", ErrFull, err)
-		}
-	}
-	return pos, nil
+	return s.AppendContext(context.Background(), typ, payload)
 }
 
-// AppendSync appends a record and fsyncs it before returning (for found
-// blocks, which must not wait for the syncer).
+// AppendSync appends a record and has it fsynced before returning (for
+// found blocks, which must not wait for the syncer), with no deadline.
 func (s *Spool) AppendSync(typ byte, payload []byte) (Position, error) {
-	pos, err := s.Append(typ, payload)
-	if err != nil {
-		return pos, err
-	}
-	if err := s.Sync(); err != nil {
-		return pos, fmt.Errorf("%w: %w", ErrFull, err)
-	}
-	return pos, nil
+	return s.AppendSyncContext(context.Background(), typ, payload)
 }
 
-func (s *Spool) syncActiveLocked() error {
-	a := s.active
-	if !a.dirSynced {
-		if err := s.syncDir(); err != nil {
-			return err
-		}
-		a.dirSynced = true
-	}
-	if err := a.f.Sync(); err != nil {
-		return fmt.Errorf("fsync %s: %w", a.path, err)
-	}
-	a.synced = a.size
-	return nil
+// AppendContext appends one record and returns once the writer wrote it
+// (write(2) completed: the record survives a crash of this process at
+// once, and a power loss once the syncer ran) or, with SyncEveryRecord,
+// wrote and fsynced it.
+//
+// It waits at most until ctx is done. When ctx ends before the writer took
+// the record, the record is withdrawn, never written, and the error wraps
+// ErrTimeout: no later write can bring it into the ledger. When the writer
+// had already taken it (its batch is being written, and its bytes may
+// land), the call waits for that batch whatever ctx says and reports its
+// real outcome: only the appenders of a stalled batch wait for the disk,
+// every other one is answered by its deadline.
+func (s *Spool) AppendContext(ctx context.Context, typ byte, payload []byte) (Position, error) {
+	return s.append(ctx, typ, payload, s.opts.SyncEveryRecord)
 }
 
-func (s *Spool) createLocked(now time.Time) error {
-	id, err := randomID()
-	if err != nil {
-		return err
-	}
-	seq := s.nextSeq
-	path := filepath.Join(s.dir, segmentName(seq))
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
-	if err != nil {
-		// Nothing was created (EMFILE is checked before the file is):
-		// the next record tries the same name again.
-		return fmt.Errorf("create segment: %w", err)
-	}
-	// The name is taken from here on, even if the file is left behind
-	// below: retrying it would fail with EEXIST for ever.
-	s.nextSeq++
-	if _, err := f.Write(encodeHeader(id, seq)); err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("write segment header %s: %w", path, err)
-	}
-	seg := &segment{seq: seq, id: id, path: path, f: f, size: HeaderSize, created: now}
-	s.segs = append(s.segs, seg)
-	s.active = seg
-	s.bytes += HeaderSize
-	return nil
+// AppendSyncContext is AppendContext with an fsync before the record is
+// acknowledged, whatever the sync policy.
+func (s *Spool) AppendSyncContext(ctx context.Context, typ byte, payload []byte) (Position, error) {
+	return s.append(ctx, typ, payload, true)
 }
 
-// sealLocked ends the active segment; the syncer fsyncs and closes it.
+// sealLocked ends the active segment; the syncer fsyncs and closes it
+// (once the writer is done with it).
 func (s *Spool) sealLocked() {
 	if s.active != nil {
 		s.active.sealed = true
@@ -332,7 +302,7 @@ func (s *Spool) Sync() error {
 	var closing []*segment
 	needDir := false
 	for _, seg := range s.segs {
-		if seg.sealed && seg.f != nil {
+		if seg.sealed && seg.f != nil && !seg.busy {
 			closing = append(closing, seg)
 		}
 		if seg.f != nil && !seg.dirSynced {
@@ -476,13 +446,16 @@ type Stats struct {
 	Appended uint64
 	// Unsynced is the bytes written but not yet fsynced.
 	Unsynced int64
+	// Timeouts counts appends refused since Open because their deadline
+	// passed before the writer took the record (ErrTimeout).
+	Timeouts uint64
 }
 
 // Stats returns the current size of the spool.
 func (s *Spool) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{Segments: len(s.segs), Bytes: s.bytes, Appended: s.appended.Load()}
+	st := Stats{Segments: len(s.segs), Bytes: s.bytes, Appended: s.appended.Load(), Timeouts: s.timeouts.Load()}
 	for _, seg := range s.segs {
 		st.Unsynced += seg.size - seg.synced
 	}
@@ -578,15 +551,19 @@ func OpenSegment(seg SegmentInfo, from int64) (*SegmentReader, error) {
 	return &SegmentReader{Reader: NewReader(f, from, seg.Readable), f: f}, nil
 }
 
-// Close stops the syncer, seals the active segment, fsyncs everything and
+// Close stops the writer (after it wrote what was queued before Close),
+// stops the syncer, seals the active segment, fsyncs everything and
 // closes the spool directory. Append fails with ErrClosed afterwards;
-// segments stay on disk for the next Open, and Remove still works.
+// segments stay on disk for the next Open, and Remove still works. With a
+// stalled disk Close waits for the stalled write.
 func (s *Spool) Close() error {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
+	if !s.q.close() {
 		return nil
 	}
+	s.q.inline.Wait()
+	close(s.wstop)
+	<-s.wdone
+	s.mu.Lock()
 	s.closed = true
 	s.sealLocked()
 	s.mu.Unlock()
