@@ -25,6 +25,9 @@ const (
 	// record (the share's layout, then the block's fields), so that the
 	// two reach PostgreSQL in one transaction or not at all.
 	recFoundBlock byte = 4
+	// recSoloJob is a solo job (work.Job.SoloScript set): the job's
+	// layout, then the output script its coinbase pays the miner.
+	recSoloJob byte = 5
 )
 
 // Field bounds on decode: a spooled record is checksummed, so a value past
@@ -63,6 +66,8 @@ type jobRec struct {
 	MerkleBranch                     []chainhash.Hash
 	NetworkDiff                      float64
 	CreatedAt                        time.Time
+	// SoloScript is set on solo jobs only (recSoloJob).
+	SoloScript []byte
 }
 
 type blockRec struct {
@@ -138,6 +143,11 @@ func appendJob(b []byte, j *work.Job, instance string) []byte {
 	}
 	b = putF64(b, j.NetworkDiff)
 	return putU64(b, uint64(j.CreatedAt.UnixNano()))
+}
+
+// appendSoloJob is appendJob followed by the solo job's payout script.
+func appendSoloJob(b []byte, j *work.Job, instance string) []byte {
+	return putBytes(appendJob(b, j, instance), j.SoloScript)
 }
 
 func appendBlock(b []byte, fb *stratum.FoundBlock, instance string) []byte {
@@ -314,6 +324,23 @@ func decodeFoundBlock(p []byte, s *shareRec, b *blockRec) error {
 
 func decodeJob(p []byte, r *jobRec) error {
 	d := dec{b: p}
+	d.job(r)
+	return d.done("job")
+}
+
+// decodeSoloJob reads a recSoloJob payload.
+func decodeSoloJob(p []byte, r *jobRec) error {
+	d := dec{b: p}
+	d.job(r)
+	r.SoloScript = d.bytes("solo script")
+	if d.err == nil && len(r.SoloScript) == 0 {
+		return fmt.Errorf("solo job %s: empty solo script", r.ID)
+	}
+	return d.done("solo job")
+}
+
+// job reads the fields every job record opens with.
+func (d *dec) job(r *jobRec) {
 	r.Instance = d.str("instance")
 	r.ID = d.str("job id")
 	r.Height = int64(d.u64())
@@ -330,7 +357,6 @@ func decodeJob(p []byte, r *jobRec) error {
 	}
 	r.NetworkDiff = d.f64("network difficulty")
 	r.CreatedAt = time.Unix(0, int64(d.u64())).UTC()
-	return d.done("job")
 }
 
 func decodeBlock(p []byte, r *blockRec) error {

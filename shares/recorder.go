@@ -244,7 +244,11 @@ func (r *Recorder) RecordJob(_ context.Context, job *work.Job) error {
 	if job == nil {
 		return errors.New("record job: nil job")
 	}
-	if err := r.append(recJob, false, func(b []byte) []byte { return appendJob(b, job, r.opts.instance) }); err != nil {
+	typ, enc := recJob, appendJob
+	if job.SoloScript != nil {
+		typ, enc = recSoloJob, appendSoloJob
+	}
+	if err := r.append(typ, false, func(b []byte) []byte { return enc(b, job, r.opts.instance) }); err != nil {
 		return fmt.Errorf("record job %s: %w", job.ID, err)
 	}
 	return nil

@@ -267,9 +267,13 @@ func (w *writer) add(segID uint64, rec spool.Record) error {
 		}
 		row.id = recordID(segID, rec.Offset)
 		row.segOffset = rec.Offset
-	case recJob:
+	case recJob, recSoloJob:
 		var j jobRec
-		if err := decodeJob(rec.Payload, &j); err != nil {
+		decode := decodeJob
+		if rec.Type == recSoloJob {
+			decode = decodeSoloJob
+		}
+		if err := decode(rec.Payload, &j); err != nil {
 			return err
 		}
 		w.jobs = append(w.jobs, j)
@@ -365,6 +369,11 @@ const (
 	jobInsertSQL = `INSERT INTO jobs (instance, job_id, height, prevhash, version, nbits, ntime, coinb1, coinb2,
  merkle_branch, extranonce1_size, extranonce2_size, network_diff, created_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (instance, job_id) DO NOTHING`
+	// soloJobInsertSQL stores a solo job with the script it pays
+	// (migration 007); pool jobs keep jobInsertSQL.
+	soloJobInsertSQL = `INSERT INTO jobs (instance, job_id, height, prevhash, version, nbits, ntime, coinb1, coinb2,
+ merkle_branch, extranonce1_size, extranonce2_size, network_diff, created_at, solo_script)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT (instance, job_id) DO NOTHING`
 	progressSQL = `INSERT INTO spool_segments (segment_id, instance, committed_offset, updated_at) VALUES ($1, $2, $3, now())
 ON CONFLICT (segment_id) DO UPDATE SET committed_offset = excluded.committed_offset, updated_at = excluded.updated_at`
 	stageSQL = `CREATE TEMP TABLE IF NOT EXISTS shares_stage (LIKE shares INCLUDING DEFAULTS) ON COMMIT DELETE ROWS`
@@ -384,8 +393,13 @@ func (w *writer) commitTx(ctx context.Context, seg spool.SegmentInfo, end int64,
 				for k := range j.MerkleBranch {
 					branch[k] = j.MerkleBranch[k][:]
 				}
-				b.Queue(jobInsertSQL, j.Instance, j.ID, j.Height, j.PrevHash[:], int64(j.Version), int64(j.Bits),
-					int64(j.NTime), j.Coinb1, j.Coinb2, branch, j.Extranonce1Size, j.Extranonce2Size, j.NetworkDiff, j.CreatedAt)
+				args := []any{j.Instance, j.ID, j.Height, j.PrevHash[:], int64(j.Version), int64(j.Bits),
+					int64(j.NTime), j.Coinb1, j.Coinb2, branch, j.Extranonce1Size, j.Extranonce2Size, j.NetworkDiff, j.CreatedAt}
+				if j.SoloScript != nil {
+					b.Queue(soloJobInsertSQL, append(args, j.SoloScript)...)
+				} else {
+					b.Queue(jobInsertSQL, args...)
+				}
 			}
 			if err := tx.SendBatch(ctx, b).Close(); err != nil {
 				return fmt.Errorf("insert jobs: %w", err)
