@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -408,16 +409,17 @@ func checkArchive(ctx context.Context, db Querier, x *index, path string, want M
 	return sum, nil
 }
 
-// ArchivedShare is a share row read from an archive, as a payout needs it.
-type ArchivedShare struct {
-	Time                time.Time
-	ID                  [16]byte
-	AccountID, WorkerID int64
-	Diff                float64
+// archivedShare is a share row read from an archive, as a payout needs it.
+type archivedShare struct {
+	time                time.Time
+	id                  [16]byte
+	instance, jobID     string
+	accountID, workerID int64
+	diff                float64
 }
 
 // ArchiveReader reads the share rows of archived partitions, for payouts
-// whose windows reach into dropped days.
+// whose windows reach into dropped days (it is a payout.Archive).
 type ArchiveReader struct{ db Querier }
 
 // NewArchiveReader returns a reader of the archives audit_archives lists.
@@ -425,9 +427,11 @@ func NewArchiveReader(db Querier) *ArchiveReader { return &ArchiveReader{db: db}
 
 // WalkArchived calls fn with the archived shares since < time <= end
 // (since zero: no lower bound), newest first by (time, share_id), until fn
-// says stop. Each archive is checked as Verify checks it.
+// says stop. Each archive is checked as Verify checks it (file hash, row
+// count), and one that fails is an error: a payout is not computed from a
+// file that is not the one archived.
 func (r *ArchiveReader) WalkArchived(ctx context.Context, end, since time.Time,
-	fn func(t time.Time, id [16]byte, accountID, workerID int64, diff float64) (bool, error)) error {
+	fn func(t time.Time, id [16]byte, instance, jobID string, accountID, workerID int64, diff float64) (bool, error)) error {
 	all, err := listArchives(ctx, r.db)
 	if err != nil {
 		return err
@@ -437,26 +441,26 @@ func (r *ArchiveReader) WalkArchived(ctx context.Context, end, since time.Time,
 		if a.From.After(end) || (!since.IsZero() && !a.To.After(since)) {
 			continue
 		}
-		var rows []ArchivedShare
+		var rows []archivedShare
 		err := readArchive(a, func(t []byte) error {
 			tm := TupleTime(t)
 			if tm.After(end) || (!since.IsZero() && !tm.After(since)) {
 				return nil
 			}
-			rows = append(rows, archivedShare(t, tm))
+			rows = append(rows, pickShare(t, tm))
 			return nil
 		})
 		if err != nil {
 			return fmt.Errorf("read archived shares of %s: %w", a.Partition, err)
 		}
-		slices.SortFunc(rows, func(a, b ArchivedShare) int {
-			if c := b.Time.Compare(a.Time); c != 0 {
+		slices.SortFunc(rows, func(a, b archivedShare) int {
+			if c := b.time.Compare(a.time); c != 0 {
 				return c
 			}
-			return strings.Compare(string(b.ID[:]), string(a.ID[:]))
+			return bytes.Compare(b.id[:], a.id[:])
 		})
 		for _, s := range rows {
-			more, err := fn(s.Time, s.ID, s.AccountID, s.WorkerID, s.Diff)
+			more, err := fn(s.time, s.id, s.instance, s.jobID, s.accountID, s.workerID, s.diff)
 			if err != nil || !more {
 				return err
 			}
@@ -465,21 +469,25 @@ func (r *ArchiveReader) WalkArchived(ctx context.Context, end, since time.Time,
 	return nil
 }
 
-// archivedShare picks a payout's fields from a tuple checked by
-// splitTuple.
-func archivedShare(t []byte, tm time.Time) ArchivedShare {
-	s := ArchivedShare{Time: tm, ID: TupleID(t)}
+// pickShare reads a payout's fields from a tuple checked by splitTuple.
+func pickShare(t []byte, tm time.Time) archivedShare {
+	s := archivedShare{time: tm, id: TupleID(t)}
 	off := idAt + 16
-	skip := func() { off += 4 + int(binary.BigEndian.Uint32(t[off:])) }
-	i64 := func() int64 { v := int64(binary.BigEndian.Uint64(t[off+4:])); off += 12; return v }
-	skip() // instance
-	s.AccountID = i64()
-	s.WorkerID = i64()
-	for range 6 { // group, job, extranonce1, extranonce2, ntime, nonce
-		skip()
+	field := func() []byte {
+		l := int(binary.BigEndian.Uint32(t[off:]))
+		f := t[off+4 : off+4+l]
+		off += 4 + l
+		return f
 	}
-	skip() // version_bits
-	skip() // version
-	s.Diff = math.Float64frombits(uint64(i64()))
+	i64 := func() int64 { return int64(binary.BigEndian.Uint64(field())) }
+	s.instance = string(field())
+	s.accountID = i64()
+	s.workerID = i64()
+	field() // group_name
+	s.jobID = string(field())
+	for range 6 { // extranonce1, extranonce2, ntime, nonce, version_bits, version
+		field()
+	}
+	s.diff = math.Float64frombits(uint64(i64()))
 	return s
 }

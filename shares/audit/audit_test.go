@@ -1,9 +1,17 @@
 package audit_test
 
 import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"fmt"
+	"io"
+	"maps"
+	"math"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +26,7 @@ import (
 	"github.com/wattpool/wattpool/migrations"
 	"github.com/wattpool/wattpool/shares"
 	"github.com/wattpool/wattpool/shares/audit"
+	"github.com/wattpool/wattpool/shares/payout"
 	"github.com/wattpool/wattpool/stratum"
 	"github.com/wattpool/wattpool/stratum/work"
 )
@@ -214,5 +223,137 @@ func mustExec(t *testing.T, db *pgxpool.Pool, sql string, args ...any) {
 	t.Helper()
 	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+var _ payout.Archive = (*audit.ArchiveReader)(nil)
+
+// explain recomputes the test block's split by PPLNS over a window larger
+// than all shares: every share counts at its difficulty.
+func explain(t *testing.T, db *pgxpool.Pool, hash chainhash.Hash) map[string]int64 {
+	t.Helper()
+	r := payout.NewReader(db).WithArchive(audit.NewArchiveReader(db))
+	_, res, err := r.Explain(context.Background(), payout.Params{Scheme: payout.PPLNS, Window: payout.WindowSize{Diff: 1e9}}, hash, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int64{}
+	for _, c := range res.Split.Credits {
+		got[c.Account] = c.Sats
+	}
+	got["remainder"] = res.Split.RemainderSats
+	got["shares"] = int64(res.Window.Shares)
+	return got
+}
+
+func TestArchiveVerifiesDropsAndStaysProvable(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	ledger(t, db, day)
+	hash := chainhash.Hash{0xb1}
+	mustExec(t, db, `INSERT INTO blocks (hash, height, coinbase_sats, instance, account_id, worker_id, job_id, submit_result,
+		status, found_at, updated_at) SELECT $1, 812345, 1257510, 'pool-a', a.id, w.id, 'j1', 'accepted', 'confirmed', $2, $2
+		FROM accounts a JOIN workers w ON w.account_id = a.id WHERE a.name = 'acct0'`, hash[:], day.Add(time.Second))
+	// Difficulties 1..501, 10 sats each: acct0 holds shares 0, 3, ...,
+	// 498 (Σ = 41750), acct1 1, 4, ..., 499 (41917), acct2 2, 5, ...,
+	// 497 and the late 500 (41583 + 501 = 42084); Σ = 125751.
+	want := map[string]int64{"acct0": 417500, "acct1": 419170, "acct2": 420840, "remainder": 0, "shares": 501}
+	if got := explain(t, db, hash); !maps.Equal(got, want) {
+		t.Fatalf("explain before archiving: %v, want %v", got, want)
+	}
+	changed := idOf(t, db, 42)
+	dir := t.TempDir()
+	// 401 days after the shares' day: the day's partition (ending at
+	// midnight) is past a 400-day retention, the next day's is not.
+	done, err := audit.Archive(ctx, db, audit.ArchiveOptions{Dir: dir, Retention: 400 * 24 * time.Hour,
+		Now: day.AddDate(0, 0, 401), Log: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(done) != 1 || done[0].Partition != "shares_p20310330" || done[0].Shares != 501 || done[0].Segments != 3 {
+		t.Fatalf("archived %+v", done)
+	}
+	var gone bool
+	if err := db.QueryRow(ctx, "SELECT to_regclass('shares_p20310330') IS NULL").Scan(&gone); err != nil || !gone {
+		t.Fatalf("partition still there (%v)", err)
+	}
+	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.OK || rep.Rows != 501 || rep.Archives != 1 {
+		t.Fatalf("verify after archiving: %+v", rep)
+	}
+	if got := explain(t, db, hash); !maps.Equal(got, want) {
+		t.Fatalf("explain from the archive: %v, want %v", got, want)
+	}
+	// Running it again archives nothing more.
+	if again, err := audit.Archive(ctx, db, audit.ArchiveOptions{Dir: dir, Retention: 400 * 24 * time.Hour,
+		Now: day.AddDate(0, 0, 401)}); err != nil || len(again) != 0 {
+		t.Fatalf("second run: %+v, %v", again, err)
+	}
+
+	// Share 42 (difficulty 43) re-credited at 86 inside the file,
+	// recompressed with its manifest: the file is not the one archived,
+	// and the row is named.
+	rewriteArchive(t, done[0].Path, func(rows []byte) []byte {
+		old := append(f64(43), 0, 0, 0, 8)
+		old = append(old, f64(64.5)...)
+		if bytes.Count(rows, old) != 1 {
+			t.Fatalf("share 42's difficulties found %d times", bytes.Count(rows, old))
+		}
+		return bytes.Replace(rows, f64(43), f64(86), 1)
+	})
+	rep, err = audit.Verify(ctx, db, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := findings(rep)
+	if len(got) != 2 || got[0].kind != audit.KindArchive || got[1] != (finding{audit.KindChanged, changed, 1}) {
+		t.Fatalf("tampered archive: %+v", rep.Problems)
+	}
+	if _, _, err := payout.NewReader(db).WithArchive(audit.NewArchiveReader(db)).Explain(ctx,
+		payout.Params{Scheme: payout.PPLNS, Window: payout.WindowSize{Diff: 1e9}}, hash, nil); err == nil ||
+		!strings.Contains(err.Error(), "not the one archived") && !strings.Contains(err.Error(), "manifest says") {
+		t.Fatalf("explain from a tampered archive: %v", err)
+	}
+}
+
+func f64(v float64) []byte { return binary.BigEndian.AppendUint64(nil, math.Float64bits(v)) }
+
+// rewriteArchive rewrites the archive at path with edit applied to its
+// COPY stream, the manifest kept.
+func rewriteArchive(t *testing.T, path string, edit func([]byte) []byte) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(f)
+	zr, err := gzip.NewReader(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr.Multistream(false)
+	rows, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := zr.Reset(br); err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := io.ReadAll(zr)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	for _, member := range [][]byte{edit(rows), manifest} {
+		zw := gzip.NewWriter(&out)
+		zw.Write(member)
+		zw.Close()
+	}
+	if err := os.WriteFile(path, out.Bytes(), 0o640); err != nil {
+		t.Fatal(err)
 	}
 }

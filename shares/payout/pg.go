@@ -24,7 +24,8 @@ type DB interface {
 
 // Reader reads blocks and share rows from the ledger's PostgreSQL schema.
 type Reader struct {
-	db DB
+	db      DB
+	archive Archive // retention archives, when set (archive.go)
 }
 
 // NewReader returns a Reader over db.
@@ -64,11 +65,14 @@ func (r *Reader) Block(ctx context.Context, hash chainhash.Hash) (StoredBlock, e
 }
 
 // Source returns a Source streaming share rows from ctx's database.
-func (r *Reader) Source(ctx context.Context) Source { return pgSource{ctx: ctx, db: r.db} }
+func (r *Reader) Source(ctx context.Context) Source {
+	return pgSource{ctx: ctx, db: r.db, archive: r.archive}
+}
 
 type pgSource struct {
-	ctx context.Context
-	db  DB
+	ctx     context.Context
+	db      DB
+	archive Archive
 }
 
 // Walk streams the shares newest first, served by the shares primary key
@@ -119,7 +123,7 @@ func (s pgSource) Walk(end, since time.Time, fn func(Share) (bool, error)) error
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read shares: %w", err)
 	}
-	return nil
+	return s.walkArchived(end, since, accounts, workers, fn)
 }
 
 // names reads an id -> name table.
