@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // PROXY protocol (HAProxy's doc/proxy-protocol.txt, versions 1 and 2): a
@@ -100,9 +102,10 @@ func parseProxyV1(b []byte) (proxyHeader, int, error) {
 		h.Local = true
 		return h, n, nil
 	}
-	fields := splitSpaces(line)
-	if len(fields) != 5 {
-		return proxyHeader{}, 0, fmt.Errorf("version 1 line %q: want 5 fields (proto src dst sport dport), got %d", line, len(fields))
+	var fields [5]string
+	n5, ok := splitSpaces(line, &fields)
+	if !ok {
+		return proxyHeader{}, 0, fmt.Errorf("version 1 line %q: want 5 fields (proto src dst sport dport), got %d", line, n5)
 	}
 	var want4 bool
 	switch fields[0] {
@@ -133,16 +136,25 @@ func parseProxyV1(b []byte) (proxyHeader, int, error) {
 	return h, n, nil
 }
 
-// splitSpaces splits on single spaces; the spec allows exactly one
-// between fields, so empty fields (two spaces) make the count wrong.
-func splitSpaces(s string) []string {
-	var out []string
+// splitSpaces splits s at single spaces into exactly len(out) fields and
+// reports how many it found; the spec allows exactly one space between
+// fields, so two spaces make an empty field and a wrong count. The
+// fields share s's memory (no allocation).
+func splitSpaces(s string, out *[5]string) (int, bool) {
+	n := 0
 	for {
-		i := bytes.IndexByte([]byte(s), ' ')
+		i := strings.IndexByte(s, ' ')
 		if i < 0 {
-			return append(out, s)
+			if n < len(out) {
+				out[n] = s
+			}
+			n++
+			return n, n == len(out) && !slices.Contains(out[:], "")
 		}
-		out = append(out, s[:i])
+		if n < len(out) {
+			out[n] = s[:i]
+		}
+		n++
 		s = s[i+1:]
 	}
 }
@@ -152,8 +164,8 @@ func parsePort(s string) (uint16, error) {
 	if s == "" || len(s) > 5 || (len(s) > 1 && s[0] == '0') {
 		return 0, fmt.Errorf("%q is not a port", s)
 	}
-	for _, c := range []byte(s) {
-		if c < '0' || c > '9' {
+	for i := range len(s) {
+		if c := s[i]; c < '0' || c > '9' {
 			return 0, fmt.Errorf("%q is not a port", s)
 		}
 	}
