@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -147,6 +148,26 @@ type LoopConfig struct {
 	Log          *zap.Logger
 	// Registerer takes the loop's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+
+	// Rates is the pool-side rate of each group (stratum's GroupRate);
+	// with it and a Config.Confirm window every action is confirmed (see
+	// confirm.go). Nil: actions are not confirmed.
+	Rates GroupRates
+	// ConfirmStore records each change of a confirmation; nil records
+	// none.
+	ConfirmStore ConfirmStore
+	// Alerter is told about confirmations that failed (the signed
+	// webhook); nil: metric, log and record only.
+	Alerter Alerter
+	// ConfirmPoll is how often a confirmation reads the pool's rate and
+	// the miners (DefaultConfirmPoll); ReadBackDelay how long it lets the
+	// firmware settle after acting before the first read (firmware may
+	// report the new state a little after acknowledging;
+	// DefaultReadBackDelay, at most a quarter of the timeout).
+	ConfirmPoll, ReadBackDelay time.Duration
+	// Wait sleeps between a confirmation's reads (a timer when nil):
+	// tests advance their clock in it.
+	Wait func(ctx context.Context, d time.Duration) error
 }
 
 // Alert is a condition the operator should look at; it never decides.
@@ -169,6 +190,9 @@ type LiveStatus struct {
 	// Records are the newest evaluation's rows, in group order.
 	Records []Record
 	Alerts  []Alert
+	// Confirmations holds each group's last confirmed (or confirming)
+	// action, by group; groups never acted on are missing.
+	Confirmations map[string]Confirmation
 }
 
 // Loop is the allocator's live loop: every interval it gathers the
@@ -191,8 +215,11 @@ type Loop struct {
 	overrides  map[string]Override
 	alertSince map[string]time.Time
 
-	mu     sync.Mutex // guards status
-	status LiveStatus
+	confirm *confirmer
+
+	mu          sync.Mutex // guards status and unconfirmed
+	status      LiveStatus
+	unconfirmed map[string]bool
 }
 
 // NewLoop checks cfg and builds a loop; nothing runs until Run or Step.
@@ -238,7 +265,32 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	}
 	l.metrics = newLoopMetrics(cfg.Registerer)
 	l.status = LiveStatus{Instance: cfg.Instance, Mode: cfg.Config.Mode}
+	l.unconfirmed = map[string]bool{}
+	l.confirm = newConfirmer(l)
 	return l, nil
+}
+
+// Close cancels the confirmations still running and waits for them;
+// Run calls it when it returns. Callers that only Step call it when done.
+func (l *Loop) Close() { l.confirm.close() }
+
+// machines returns the actuator as a MachineActuator, or nil.
+func (l *Loop) machines() MachineActuator {
+	m, _ := l.cfg.Actuator.(MachineActuator)
+	return m
+}
+
+// setUnconfirmed marks a group's last action as failed to confirm (or
+// not) and updates the unconfirmed-groups gauge.
+func (l *Loop) setUnconfirmed(group string, bad bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if bad {
+		l.unconfirmed[group] = true
+	} else {
+		delete(l.unconfirmed, group)
+	}
+	l.metrics.unconfirmed.Set(float64(len(l.unconfirmed)))
 }
 
 // Run steps every Interval until ctx is done. A failed step is logged and
@@ -246,6 +298,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 func (l *Loop) Run(ctx context.Context) error {
 	t := time.NewTicker(l.cfg.Config.Interval)
 	defer t.Stop()
+	defer l.Close()
 	for {
 		if err := l.Step(ctx); err != nil && ctx.Err() == nil {
 			l.log.Warn("allocator evaluation failed", zap.Error(err))
@@ -265,6 +318,7 @@ func (l *Loop) Status() LiveStatus {
 	st := l.status
 	st.Records = slices.Clone(st.Records)
 	st.Alerts = slices.Clone(st.Alerts)
+	st.Confirmations = l.confirm.snapshot()
 	return st
 }
 
@@ -290,6 +344,7 @@ func (l *Loop) Step(ctx context.Context) error {
 	if !lead {
 		if l.leading {
 			l.log.Warn("allocator: lost the leadership; another instance evaluates and acts")
+			l.confirm.stop(errLostLead)
 		}
 		l.leading = false
 		l.metrics.leader.Set(0)
@@ -618,6 +673,33 @@ func (l *Loop) act(ctx context.Context, records []Record) error {
 			r.Outcome = OutcomeOK
 			continue
 		}
+		confirm := l.confirm.enabled()
+		var rateBefore float64
+		if confirm {
+			rateBefore = l.confirm.rate(r.Group)
+		}
+		if m := l.machines(); m != nil && m.Covers(r.Group) {
+			rs := m.ActMachines(ctx, r.Group, r.Action, nil)
+			failed := failedOf(rs)
+			if len(rs) > 0 && len(failed) == len(rs) {
+				r.Outcome, r.Error = OutcomeFailed, summarize(r.Action, r.Group, rs, failed)
+				l.metrics.errors.WithLabelValues("actuator").Inc()
+				l.log.Warn("allocator: no miner took the action; the group keeps its state and is tried again",
+					zap.String("group", r.Group), zap.String("action", string(r.Action)), zap.String("error", r.Error))
+				continue
+			}
+			r.Outcome = OutcomeOK
+			if len(failed) > 0 {
+				// The group switched; the closed loop retries and reports
+				// the miners that did not take it.
+				r.Error = summarize(r.Action, r.Group, rs, failed)
+			}
+			l.logSwitch(r)
+			if confirm {
+				l.confirm.start(*r, l.group(r.Group), rateBefore, true, rs)
+			}
+			continue
+		}
 		if err := l.cfg.Actuator.Apply(ctx, r.Decision); err != nil {
 			r.Outcome, r.Error = OutcomeFailed, err.Error()
 			l.metrics.errors.WithLabelValues("actuator").Inc()
@@ -627,11 +709,54 @@ func (l *Loop) act(ctx context.Context, records []Record) error {
 			continue
 		}
 		r.Outcome = OutcomeOK
-		l.log.Info("allocator: switched", zap.String("group", r.Group), zap.Stringer("from", r.Before),
-			zap.Stringer("to", r.After), zap.String("rule", string(r.Rule)),
-			zap.Float64("mining_usd_per_mwh", r.MiningUSDPerMWh), zap.Float64("curtailed_usd_per_mwh", r.CurtailedUSDPerMWh))
+		l.logSwitch(r)
+		if confirm {
+			l.confirm.start(*r, l.group(r.Group), rateBefore, false, nil)
+		}
 	}
 	return nil
+}
+
+var errLostLead = errors.New("this instance lost the allocator leadership")
+
+func (l *Loop) logSwitch(r *Record) {
+	l.log.Info("allocator: switched", zap.String("group", r.Group), zap.Stringer("from", r.Before),
+		zap.Stringer("to", r.After), zap.String("rule", string(r.Rule)),
+		zap.Float64("mining_usd_per_mwh", r.MiningUSDPerMWh), zap.Float64("curtailed_usd_per_mwh", r.CurtailedUSDPerMWh))
+}
+
+// group returns the configured group by name.
+func (l *Loop) group(name string) Group {
+	for _, g := range l.cfg.Config.Params.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	return Group{Name: name}
+}
+
+// summarize names how many miners failed an action and why, and the
+// first few by address.
+func summarize(action Action, group string, all, failed []MinerResult) string {
+	by := map[string]int{}
+	for _, m := range failed {
+		by[m.Reason]++
+	}
+	reasons := make([]string, 0, len(by))
+	for k, n := range by {
+		reasons = append(reasons, fmt.Sprintf("%s %d", k, n))
+	}
+	slices.Sort(reasons)
+	var names []string
+	for i, m := range failed {
+		if i == 5 {
+			names = append(names, "…")
+			break
+		}
+		names = append(names, m.Address+" ("+m.Reason+")")
+	}
+	return fmt.Sprintf("%s group %s: %d of %d miners failed (%s): %s", action, group, len(failed), len(all),
+		strings.Join(reasons, ", "), strings.Join(names, ", "))
 }
 
 // hashrateAlert compares a group that mines through the interval (and
@@ -702,6 +827,10 @@ type loopMetrics struct {
 	switches, errors, alerts                     *prometheus.CounterVec
 	evaluations                                  prometheus.Counter
 	leader, lastEval                             prometheus.Gauge
+
+	confirming, poolRate *prometheus.GaugeVec
+	confirmFailures      *prometheus.CounterVec
+	unconfirmed          prometheus.Gauge
 }
 
 func newLoopMetrics(reg prometheus.Registerer) *loopMetrics {
@@ -723,7 +852,7 @@ func newLoopMetrics(reg prometheus.Registerer) *loopMetrics {
 		switches: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wattpool_allocator_switches_total",
 			Help: "State switches the allocator took per group (acted on, or decided in dry-run)."}, []string{"group"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wattpool_allocator_errors_total",
-			Help: "Allocator failures by cause: price, policy, actuator, store, record, leader."}, []string{"cause"}),
+			Help: "Allocator failures by cause: price, policy, actuator, store, record, leader, alert."}, []string{"cause"}),
 		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wattpool_allocator_alerts_total",
 			Help: "Allocator alerts raised, by kind: stale_price, no_template, hashrate."}, []string{"kind"}),
 		evaluations: prometheus.NewCounter(prometheus.CounterOpts{Name: "wattpool_allocator_evaluations_total",
@@ -733,9 +862,17 @@ func newLoopMetrics(reg prometheus.Registerer) *loopMetrics {
 		lastEval: prometheus.NewGauge(prometheus.GaugeOpts{Name: "wattpool_allocator_last_evaluation_timestamp_seconds",
 			Help: "Unix time of this instance's newest evaluation."}),
 	}
+	m.confirming = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wattpool_allocator_confirming",
+		Help: "1 while a group's last action (curtailing or resuming) is not confirmed yet."}, []string{"group"})
+	m.poolRate = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wattpool_allocator_confirm_rate",
+		Help: "A confirming group's accepted difficulty per second at the pool over confirm_window, as last read."}, []string{"group"})
+	m.confirmFailures = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wattpool_allocator_confirm_failures_total",
+		Help: "Actions whose confirmation failed after every retry (alerted), by group and action."}, []string{"group", "action"})
+	m.unconfirmed = prometheus.NewGauge(prometheus.GaugeOpts{Name: "wattpool_allocator_unconfirmed_groups",
+		Help: "Groups whose last action failed to confirm (until one of theirs confirms)."})
 	if reg != nil {
 		reg.MustRegister(m.state, m.value, m.measured, m.hashrateAlert, m.stale, m.switches, m.errors, m.alerts,
-			m.evaluations, m.leader, m.lastEval)
+			m.evaluations, m.leader, m.lastEval, m.confirming, m.poolRate, m.confirmFailures, m.unconfirmed)
 	}
 	return m
 }
