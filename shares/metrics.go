@@ -7,14 +7,20 @@ import (
 // metrics of the ledger. Labels are bounded: table names, operations and
 // damage kinds only.
 type metrics struct {
-	rows       *prometheus.CounterVec
-	errors     *prometheus.CounterVec
-	flush      prometheus.Histogram
-	corrupt    *prometheus.CounterVec
-	spoolFull  prometheus.Counter
-	rejectDrop prometheus.Counter
-	blocks     *prometheus.CounterVec
-	gauges     []prometheus.Collector
+	rows      *prometheus.CounterVec
+	errors    *prometheus.CounterVec
+	flush     prometheus.Histogram
+	corrupt   *prometheus.CounterVec
+	spoolFull prometheus.Counter
+	// appendTimeouts, appendWait and batch show a stalling disk: shares
+	// refused because they were not durable in time, how long appends
+	// wait, and how many records each spool write carries.
+	appendTimeouts prometheus.Counter
+	appendWait     prometheus.Histogram
+	batch          prometheus.Histogram
+	rejectDrop     prometheus.Counter
+	blocks         *prometheus.CounterVec
+	gauges         []prometheus.Collector
 }
 
 func newMetrics(r *Recorder) *metrics {
@@ -39,6 +45,20 @@ func newMetrics(r *Recorder) *metrics {
 		spoolFull: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wattpool_spool_refused_total",
 			Help: "Records the spool refused (limit reached, disk full or write failure): shares answered 'not recorded'.",
+		}),
+		appendTimeouts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "wattpool_spool_append_timeouts_total",
+			Help: "Records refused because the spool could not make them durable before the call's deadline (a stalled disk): shares answered 'not recorded', never written.",
+		}),
+		appendWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wattpool_spool_append_wait_seconds",
+			Help:    "Time an append waited for its record to be written (fsynced when asked), refused or timed out.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 11), // 10 µs to 10.5 s
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "wattpool_spool_write_batch_records",
+			Help:    "Records the spool's writer wrote in one batch (one write per segment, one fsync when asked).",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9), // 1 to 65,536
 		}),
 		rejectDrop: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "wattpool_ledger_rejects_dropped_total",
@@ -74,5 +94,5 @@ func newMetrics(r *Recorder) *metrics {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return append([]prometheus.Collector{m.rows, m.errors, m.flush, m.corrupt, m.spoolFull, m.rejectDrop, m.blocks}, m.gauges...)
+	return append([]prometheus.Collector{m.rows, m.errors, m.flush, m.corrupt, m.spoolFull, m.appendTimeouts, m.appendWait, m.batch, m.rejectDrop, m.blocks}, m.gauges...)
 }

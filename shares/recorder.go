@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,13 @@ import (
 // disk is full, or a write or fsync failed. The server must then tell the
 // miner the share was not recorded.
 var ErrSpoolFull = spool.ErrFull
+
+// ErrSpoolTimeout is returned (wrapped) by RecordShare, RecordJob and
+// RecordBlock when the record could not be made durable before the call's
+// context ended (the disk stalls): the record was withdrawn, is never
+// written and can never reach PostgreSQL. The server tells the miner the
+// share was not recorded.
+var ErrSpoolTimeout = spool.ErrTimeout
 
 // Config holds what a Recorder cannot run without.
 type Config struct {
@@ -105,6 +113,12 @@ func WithRegisterer(r prometheus.Registerer) Option { return func(o *options) { 
 // WithClock replaces time.Now (tests).
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
+// withSpoolFile wraps the spool's segment files (tests inject a stalled or
+// failing disk with it).
+func withSpoolFile(wrap func(*os.File) spool.File) Option {
+	return func(o *options) { o.spool.WrapFile = wrap }
+}
+
 // Recorder is the share ledger's stratum.Sink. New starts its background
 // drain goroutine (and the spool's syncer); Close stops them.
 type Recorder struct {
@@ -168,6 +182,9 @@ func New(cfg Config, db *pgxpool.Pool, log *zap.Logger, opts ...Option) (*Record
 	r := &Recorder{opts: o, db: db, log: log, names: newNames(), done: make(chan struct{})}
 	r.bufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	r.metrics = newMetrics(r)
+	o.spool.ObserveWait = func(d time.Duration) { r.metrics.appendWait.Observe(d.Seconds()) }
+	o.spool.ObserveBatch = func(n int) { r.metrics.batch.Observe(float64(n)) }
+	r.opts.spool = o.spool
 	r.rejects = newRejects(o.instance, o.now, r.metrics.rejectDrop.Inc)
 	sp, damaged, err := spool.Open(cfg.SpoolDir, o.spool)
 	if err != nil {
@@ -199,26 +216,33 @@ func (r *Recorder) reportDamage(d spool.Damaged) {
 		zap.Int64("good_records", d.GoodRecords), zap.Int64("lost_bytes", d.LostBytes), zap.Error(d.Cause))
 }
 
-func (r *Recorder) append(typ byte, sync bool, encode func([]byte) []byte) error {
+// append spools one record, waiting for it at most until ctx ends (see
+// spool.AppendContext: a record refused for its deadline is never
+// written).
+func (r *Recorder) append(ctx context.Context, typ byte, encode func([]byte) []byte) error {
 	bp := r.bufs.Get().(*[]byte)
 	*bp = encode((*bp)[:0])
-	var err error
-	if sync {
-		_, err = r.spool.AppendSync(typ, *bp)
-	} else {
-		_, err = r.spool.Append(typ, *bp)
-	}
+	_, err := r.spool.AppendContext(ctx, typ, *bp)
 	if cap(*bp) <= 64<<10 {
 		r.bufs.Put(bp)
 	}
+	r.appended(err)
+	return err
+}
+
+// appended counts an append's failure and feeds Health.
+func (r *Recorder) appended(err error) {
 	if err != nil {
-		r.metrics.spoolFull.Inc()
+		if errors.Is(err, spool.ErrTimeout) {
+			r.metrics.appendTimeouts.Inc()
+		} else {
+			r.metrics.spoolFull.Inc()
+		}
 		r.metrics.errors.WithLabelValues("append").Inc()
 	}
 	if failing := err != nil; r.spoolFailing.Load() != failing {
 		r.spoolFailing.Store(failing)
 	}
-	return err
 }
 
 // Health is whether the ledger can take shares: PostgreSQL writes and the
@@ -239,8 +263,9 @@ func (r *Recorder) Health() Health {
 }
 
 // RecordJob spools the job so that every share made for it can be
-// re-verified from the database.
-func (r *Recorder) RecordJob(_ context.Context, job *work.Job) error {
+// re-verified from the database. It waits for the spool at most until ctx
+// ends.
+func (r *Recorder) RecordJob(ctx context.Context, job *work.Job) error {
 	if job == nil {
 		return errors.New("record job: nil job")
 	}
@@ -248,15 +273,20 @@ func (r *Recorder) RecordJob(_ context.Context, job *work.Job) error {
 	if job.SoloScript != nil {
 		typ, enc = recSoloJob, appendSoloJob
 	}
-	if err := r.append(typ, false, func(b []byte) []byte { return enc(b, job, r.opts.instance) }); err != nil {
+	if err := r.append(ctx, typ, func(b []byte) []byte { return enc(b, job, r.opts.instance) }); err != nil {
 		return fmt.Errorf("record job %s: %w", job.ID, err)
 	}
 	return nil
 }
 
 // RecordShare spools the share; when it returns nil the share survives a
-// crash of this process, and a power loss after the sync interval.
-func (r *Recorder) RecordShare(_ context.Context, s *stratum.Share) error {
+// crash of this process, and a power loss after the sync interval (at once
+// with WithSyncEveryRecord). It waits for the spool at most until ctx
+// ends: a share that is not durable by then is refused with an error
+// wrapping ErrSpoolTimeout and never written, unless its write had
+// already begun, in which case it waits for that write's outcome (only
+// the shares of a stalled write wait for the disk).
+func (r *Recorder) RecordShare(ctx context.Context, s *stratum.Share) error {
 	if s == nil {
 		return errors.New("record share: nil share")
 	}
@@ -264,7 +294,7 @@ func (r *Recorder) RecordShare(_ context.Context, s *stratum.Share) error {
 	if instance == "" {
 		instance = r.opts.instance
 	}
-	if err := r.append(recShare, false, func(b []byte) []byte { return appendShare(b, s, instance) }); err != nil {
+	if err := r.append(ctx, recShare, func(b []byte) []byte { return appendShare(b, s, instance) }); err != nil {
 		return fmt.Errorf("record share: %w", err)
 	}
 	return nil
@@ -283,11 +313,8 @@ func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) erro
 		return errors.New("record block: nil block")
 	}
 	payload := appendFoundBlock(nil, fb, r.opts.instance)
-	pos, spoolErr := r.spool.AppendSync(recFoundBlock, payload)
-	if spoolErr != nil {
-		r.metrics.spoolFull.Inc()
-		r.metrics.errors.WithLabelValues("append").Inc()
-	}
+	pos, spoolErr := r.spool.AppendSyncContext(ctx, recFoundBlock, payload)
+	r.appended(spoolErr)
 	ctx, cancel := context.WithTimeout(ctx, r.opts.blockTimeout)
 	defer cancel()
 	// Decoding what was spooled gives the drain's exact rows, so the two
