@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -59,5 +62,47 @@ func TestFleetRowsAndTotals(t *testing.T) {
 		!hasLine(b.String(), "10.0.0.5:4028 luxos b - unreachable: dial: connection refused") ||
 		!hasLine(b.String(), "a 2 2 0 1 1 0 95.00 3269") {
 		t.Errorf("table:\n%s", b.String())
+	}
+}
+
+// TestFleetBadInventory: the commands name the inventory's bad line and
+// column, and an unset password variable, before calling any miner.
+func TestFleetBadInventory(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := "address,driver,group,user,password_env\n10.0.0.1:4028,luxos,a,,\n"
+	for _, tc := range []struct {
+		name, body string
+		args       []string
+		want       string
+	}{
+		{"unknown driver", good + "10.0.0.2:4028,bitmain,a,,\n", []string{"list"}, "inventory line 3, column 2 (driver): unknown driver \"bitmain\""},
+		{"bad address", good + "10.0.0.2:99999,luxos,a,,\n", []string{"status"}, "inventory line 3, column 1 (address)"},
+		{"unset password", good + "10.0.0.2:80,antminer,a,root,NO_SUCH_VAR\n", []string{"status"}, "environment variable NO_SUCH_VAR is not set"},
+		{"empty", "", []string{"list"}, "inventory: empty file"},
+		{"missing file", "-", []string{"list"}, "no such file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := filepath.Join(dir, "missing.csv")
+			if tc.body != "-" {
+				p = write(strings.ReplaceAll(tc.name, " ", "_")+".csv", tc.body)
+			}
+			_, _, err := runCmd(t, context.Background(), mapEnv(map[string]string{}), append([]string{"fleet"}, append(tc.args, "--inventory", p)...)...)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%v, want %q", err, tc.want)
+			}
+		})
+	}
+	// list needs no password: the variable is named, not read.
+	p := write("pw.csv", good+"10.0.0.2:80,antminer,a,root,NO_SUCH_VAR\n")
+	if o, _, err := runCmd(t, context.Background(), mapEnv(map[string]string{}), "fleet", "list", "--inventory", p, "--format", "csv"); err != nil ||
+		!strings.Contains(o, "3,10.0.0.2:80,antminer,a,root,NO_SUCH_VAR") {
+		t.Errorf("list: %v\n%s", err, o)
 	}
 }
