@@ -7,6 +7,9 @@
 //	wattpool shares hashrate [-by k]    hashrate per worker, group or account, from the ledger
 //	wattpool shares window -block h     the PPLNS window of difficulty -n ending at a found block, per account
 //	wattpool payouts explain --block h  one found block's split in satoshis, recomputed from the share log
+//	wattpool payouts run                credit mature blocks, reverse orphaned ones, credit ended pps hours
+//	wattpool payouts pay|paid|address   payment batches as unsigned PSBTs; txids; account addresses
+//	wattpool payouts statement|reconcile  an account's statement; the ledger checked against coinbases
 //	wattpool allocator backtest         replay the allocator's policy over a price CSV
 //	wattpool allocator report           per group and UTC day: MWh and dollars mining and curtailed, and the other choice
 //	wattpool allocator override         force a group mining or curtailed for a while, with a reason (or -clear)
@@ -86,6 +89,12 @@ commands:
   shares hashrate  hashrate per worker, group or account over a window (default: the last hour)
   shares window    the PPLNS window ending at a found block: credited difficulty per account (and per share)
   payouts explain  one found block's split for the configured [payouts] scheme: fee, credits, remainder (--block, --format)
+  payouts run      credit mature blocks, reverse orphaned credited ones, credit ended pps/fpps hours (idempotent; serve does it too)
+  payouts address  map an account to the address it is paid to (--account, --address)
+  payouts pay      a payment batch for balances over payout_threshold_sats: CSV and an unsigned PSBT (--utxos, --fee-rate, --change, --out)
+  payouts paid     record the txid a batch was broadcast as (--batch, --txid)
+  payouts statement  one account's statement over a UTC period (--account, --from, --to, --format csv|json)
+  payouts reconcile  per block, coinbase = credits + fee + remainder; totals per day; exit 1 on a mismatch (--from, --to)
   allocator backtest  replay the mine-or-lease policy over a price CSV (--config, --prices)
   allocator report    per group and UTC day: MWh and dollars mining and curtailed, and what the other choice paid
   allocator override  force a group mining or curtailed (-group, -state, -reason, -for) or -clear it

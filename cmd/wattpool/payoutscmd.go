@@ -17,11 +17,6 @@ import (
 	"github.com/wattpool/wattpool/shares/payout"
 )
 
-// ledgerNote is said wherever matches_ledger is: there is no crediting
-// ledger yet, so a recomputed split has nothing to be compared with, and
-// the command says so rather than pretend it matched.
-const ledgerNote = "no crediting ledger yet: matches_ledger is null until blocks are credited"
-
 // cmdPayouts dispatches the payouts subcommands.
 func cmdPayouts(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
 	sub := ""
@@ -31,9 +26,21 @@ func cmdPayouts(ctx context.Context, args []string, stdout, stderr io.Writer, lo
 	switch sub {
 	case "explain":
 		return cmdPayoutsExplain(ctx, args[1:], stdout, stderr, lookup)
+	case "run":
+		return cmdPayoutsRun(ctx, args[1:], stdout, stderr, lookup)
+	case "address":
+		return cmdPayoutsAddress(ctx, args[1:], stdout, stderr, lookup)
+	case "pay":
+		return cmdPayoutsPay(ctx, args[1:], stdout, stderr, lookup)
+	case "paid":
+		return cmdPayoutsPaid(ctx, args[1:], stdout, stderr, lookup)
+	case "statement":
+		return cmdPayoutsStatement(ctx, args[1:], stdout, stderr, lookup)
+	case "reconcile":
+		return cmdPayoutsReconcile(ctx, args[1:], stdout, stderr, lookup)
 	default:
 		fmt.Fprint(stderr, usage)
-		msg := "payouts: want 'payouts explain'"
+		msg := "payouts: want explain, run, address, pay, paid, statement or reconcile"
 		if sub != "" {
 			msg += fmt.Sprintf(", not %q", sub)
 		}
@@ -60,7 +67,7 @@ func cmdPayoutsExplain(ctx context.Context, args []string, stdout, stderr io.Wri
 	if err := checkFormat("payouts explain", *format, "table", "json"); err != nil {
 		return err
 	}
-	params, err := config.LoadPayouts(path())
+	params, err := config.LoadPayouts(path(), lookup)
 	if err != nil {
 		return fmt.Errorf("payouts explain: configuration %s is not valid:\n%w", describePath(path()), err)
 	}
@@ -69,11 +76,16 @@ func cmdPayoutsExplain(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	found, res, err := payout.NewReader(conn).Explain(ctx, *params, block, nil)
+	found, res, err := payout.NewReader(conn).Explain(ctx, params.Params, block, nil)
 	if err != nil {
-		return explainError(block, *params, err)
+		return explainError(block, params.Params, err)
 	}
 	doc := newExplainJSON(found, res)
+	entries, credited, err := payout.NewLedger(conn, "cli", params.Network).BlockEntries(ctx, block)
+	if err != nil {
+		return fmt.Errorf("payouts explain: %w", err)
+	}
+	doc.compareLedger(entries, credited, res.Split)
 	w := bufio.NewWriter(stdout)
 	if *format == "json" {
 		enc := json.NewEncoder(w)
@@ -92,7 +104,7 @@ func cmdPayoutsExplain(ctx context.Context, args []string, stdout, stderr io.Wri
 }
 
 // explainError names the usual failures plainly.
-func explainError(block chainhash.Hash, p config.PayoutsConfig, err error) error {
+func explainError(block chainhash.Hash, p payout.Params, err error) error {
 	switch {
 	case errors.Is(err, payout.ErrUnknownBlock):
 		return fmt.Errorf("payouts explain: block %s is not in the ledger (only blocks this pool found are; check the hash is in display byte order)", block)
@@ -120,10 +132,34 @@ type explainJSON struct {
 	Remainder   int64        `json:"remainder_sats"`
 	Credits     []creditJSON `json:"credits"`
 	Window      windowJSON   `json:"window"`
-	// MatchesLedger is null until a crediting ledger exists to compare
-	// with (LedgerNote says so).
+	// MatchesLedger compares the recomputed split with what the ledger
+	// credited for the block, satoshi for satoshi; null while the block
+	// is not credited (LedgerNote says why).
 	MatchesLedger *bool  `json:"matches_ledger"`
 	LedgerNote    string `json:"ledger_note"`
+}
+
+// compareLedger fills matches_ledger and its note.
+func (d *explainJSON) compareLedger(e payout.Entries, credited bool, s payout.Split) {
+	if !credited {
+		d.LedgerNote = fmt.Sprintf("not credited yet (the block is %s; blocks are credited when mature)", d.Status)
+		return
+	}
+	m := e.Matches(s)
+	d.MatchesLedger = &m
+	switch {
+	case m:
+		d.LedgerNote = "the ledger credited exactly this split"
+	case string(e.Params.Scheme) != d.Scheme || e.Params.FeeBps != d.FeeBps ||
+		(e.Params.Scheme == payout.PPLNS && d.Window.Size != nil && e.Params.Window.String() != *d.Window.Size):
+		d.LedgerNote = fmt.Sprintf("the ledger credited it under scheme %s, fee_bps %d, pplns_window %s (in force from %s), not the configured parameters",
+			e.Params.Scheme, e.Params.FeeBps, e.Params.Window, e.Params.From.UTC().Format(time.RFC3339))
+	default:
+		d.LedgerNote = "the ledger's entries differ from this split: run wattpool payouts reconcile"
+	}
+	if e.Reversed {
+		d.LedgerNote += "; its credits were reversed (orphaned after maturity)"
+	}
 }
 
 type creditJSON struct {
@@ -148,7 +184,7 @@ type windowJSON struct {
 func newExplainJSON(b payout.StoredBlock, res payout.Result) explainJSON {
 	doc := explainJSON{Block: b.Hash.String(), Height: b.Height, Status: b.Status, FoundAt: b.FoundAt.UTC().Format(time.RFC3339Nano),
 		Scheme: string(res.Params.Scheme), FeeBps: res.Split.FeeBps, Coinbase: res.Split.CoinbaseSats, Fee: res.Split.FeeSats,
-		Remainder: res.Split.RemainderSats, Credits: make([]creditJSON, 0, len(res.Split.Credits)), LedgerNote: ledgerNote}
+		Remainder: res.Split.RemainderSats, Credits: make([]creditJSON, 0, len(res.Split.Credits))}
 	if b.NetworkDiff != 0 {
 		d := b.NetworkDiff
 		doc.NetworkDiff = &d
@@ -200,5 +236,9 @@ func (d explainJSON) writeTable(w io.Writer) {
 		[]string{"(remainder to the pool)", "", strconv.FormatInt(d.Remainder, 10)},
 		[]string{"(coinbase)", "", strconv.FormatInt(d.Coinbase, 10)})
 	writeAligned(w, rows)
-	fmt.Fprintf(w, "matches ledger: unknown (%s)\n", ledgerNote)
+	verdict := "unknown"
+	if d.MatchesLedger != nil {
+		verdict = strconv.FormatBool(*d.MatchesLedger)
+	}
+	fmt.Fprintf(w, "matches ledger: %s (%s)\n", verdict, d.LedgerNote)
 }
