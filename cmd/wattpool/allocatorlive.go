@@ -28,6 +28,9 @@ type allocLive struct {
 	store   *pgstore.Store
 	elector *pgstore.Elector
 	log     *zap.Logger
+	// fleet is the fleet actuator (allocator.actuator = "fleet"), nil
+	// otherwise.
+	fleet *fleetActuator
 }
 
 // buildAllocator builds the live loop when allocator.mode is not off. It
@@ -59,6 +62,16 @@ func (a *app) buildAllocator() error {
 	if err != nil {
 		return err
 	}
+	var alerter allocator.Alerter
+	if cfg.Webhook.URL != nil {
+		secret, err := allocator.SecretFromEnv(cfg.Webhook, os.LookupEnv)
+		if err != nil {
+			return err
+		}
+		if alerter, err = allocator.NewWebhookAlerter(cfg.Webhook, secret, nil, log); err != nil {
+			return err
+		}
+	}
 	tee := newTemplateTee(a.source, cfg.FeesWindow)
 	a.source = tee
 	// A check of the lock that times out gives the leadership up, so it
@@ -66,6 +79,7 @@ func (a *app) buildAllocator() error {
 	// not make the leadership flap.
 	al := &allocLive{cfg: cfg, store: pgstore.New(a.db),
 		elector: pgstore.NewElector(a.db.Config().ConnConfig.Copy(), electTimeout), log: log}
+	al.fleet, _ = act.(*fleetActuator)
 	network := a.cfg.Network
 	al.loop, err = allocator.NewLoop(allocator.LoopConfig{
 		Config: cfg, Instance: a.cfg.Instance, Policy: policy, Prices: prices, Actuator: act,
@@ -77,9 +91,19 @@ func (a *app) buildAllocator() error {
 		// resume it still holds the sleep.
 		HashrateRamp: stratumConfig(a.cfg).HashrateWindow,
 		Log:          log, Registerer: a.reg,
+		// The closed loop: the pool-side rate per group, the record of
+		// each confirmation, the alert webhook. It reads every tenth of
+		// the window (100 ms to 1 s) and lets the firmware settle a
+		// quarter of it (100 ms to 2 s) before the first read-back.
+		Rates: serverRates{a}, ConfirmStore: al.store, Alerter: alerter,
+		ConfirmPoll:   min(max(cfg.Confirm.Window/10, 100*time.Millisecond), time.Second),
+		ReadBackDelay: min(max(cfg.Confirm.Window/4, 100*time.Millisecond), 2*time.Second),
 	})
 	if err != nil {
 		al.elector.Close()
+		if al.fleet != nil {
+			al.fleet.close()
+		}
 		return err
 	}
 	if cfg.Mode == allocator.ModeAct && act == nil {
@@ -107,7 +131,8 @@ func newPolicy(cfg allocator.Config, client *http.Client, log *zap.Logger) (allo
 const actuatorTimeout = 10 * time.Second
 
 // newActuator builds allocator.actuator; nil for "none". The webhook's
-// secret is read from the environment variable the configuration names.
+// secret is read from the environment variable the configuration names,
+// as are the inventory's passwords.
 func newActuator(cfg allocator.Config, log *zap.Logger) (allocator.Actuator, error) {
 	switch cfg.Actuator {
 	case "", "none":
@@ -120,8 +145,20 @@ func newActuator(cfg allocator.Config, log *zap.Logger) (allocator.Actuator, err
 			return nil, err
 		}
 		return allocator.NewWebhookActuator(cfg.Webhook, secret, cfg.Mode, nil, log)
+	case "fleet":
+		var hook allocator.Actuator
+		if cfg.Webhook.URL != nil {
+			secret, err := allocator.SecretFromEnv(cfg.Webhook, os.LookupEnv)
+			if err != nil {
+				return nil, err
+			}
+			if hook, err = allocator.NewWebhookActuator(cfg.Webhook, secret, cfg.Mode, nil, log); err != nil {
+				return nil, err
+			}
+		}
+		return newFleetActuator(cfg, os.LookupEnv, hook, log)
 	}
-	return nil, fmt.Errorf("allocator.actuator %q: want none, minersim or webhook", cfg.Actuator)
+	return nil, fmt.Errorf("allocator.actuator %q: want none, minersim, webhook or fleet", cfg.Actuator)
 }
 
 // run evaluates until ctx is done; the returned channel closes when the
@@ -137,7 +174,12 @@ func (al *allocLive) run(ctx context.Context) <-chan struct{} {
 
 // close gives the leadership up so that another instance takes over at
 // its next interval instead of when this session times out.
-func (al *allocLive) close() { al.elector.Close() }
+func (al *allocLive) close() {
+	al.elector.Close()
+	if al.fleet != nil {
+		al.fleet.close()
+	}
+}
 
 // serverHashrates sums the stratum registry's worker hashrates per group.
 // It reads a.server at call time: the server is built after the loop.
@@ -287,6 +329,10 @@ type allocatorGrp struct {
 	Action              string    `json:"action"`
 	Outcome             string    `json:"outcome"`
 	Error               string    `json:"error,omitempty"`
+	// Confirm is the closed loop's state of the group's last action
+	// (curtailing, resuming, confirmed, unconfirmed, superseded,
+	// canceled); absent until the group was acted on.
+	Confirm *allocatorConfirmView `json:"confirm,omitempty"`
 }
 
 // view builds the operator view: the leader's own newest evaluation, or
@@ -300,8 +346,16 @@ func (al *allocLive) view(ctx context.Context) (*allocatorView, error) {
 		v.Alerts = []allocator.Alert{}
 	}
 	recs := st.Records
+	confirms := st.Confirmations
 	if st.Leader {
 		v.Role = "leader"
+	}
+	if !st.Leader || len(confirms) == 0 {
+		c, err := al.store.LatestConfirmations(ctx)
+		if err != nil {
+			return nil, err
+		}
+		confirms = c
 	}
 	if !st.Leader || st.LastEvaluation.IsZero() {
 		all, err := al.store.LatestRecords(ctx)
@@ -327,6 +381,9 @@ func (al *allocLive) view(ctx context.Context) (*allocatorView, error) {
 			NominalHashrateTHs: r.NominalTHs, MeasuredHashrateTHs: r.MeasuredTHs, JoulesPerTH: r.JoulesPerTH,
 			LastSwitch: r.LastSwitch.UTC(), NextSwitch: r.NextSwitch.UTC(), Action: string(r.Action),
 			Outcome: string(r.Outcome), Error: r.Error})
+		if c, ok := confirms[r.Group]; ok {
+			v.Groups[len(v.Groups)-1].Confirm = confirmView(c)
+		}
 	}
 	if len(recs) > 0 {
 		t := newest.Time.UTC()
