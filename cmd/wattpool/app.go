@@ -40,6 +40,7 @@ type app struct {
 	db       *pgxpool.Pool
 	recorder *shares.Recorder // nil without a database
 	tracker  *shares.Tracker  // nil without a database or without nodes
+	payouts  *payoutRunner    // nil without a database (payoutsrun.go)
 	sink     stratum.Sink
 	server   *stratum.Server
 
@@ -170,9 +171,12 @@ func (a *app) buildSink(ctx context.Context) error {
 		return err
 	}
 	a.sink = a.recorder
+	if a.payouts, err = newPayoutRunner(ctx, cfg, a.db, a.log.Named("payouts")); err != nil {
+		return err
+	}
 	if len(a.clients) > 0 {
 		a.tracker, err = shares.NewTracker(a.db, failoverChain(a.clients), a.recorder, a.log.Named("blocks"),
-			shares.WithOnChange(a.notify.blockChanged))
+			shares.WithOnChange(func(c shares.BlockChange) { a.notify.blockChanged(c); a.payouts.blockChanged(c) }))
 		if err != nil {
 			return err
 		}
@@ -332,6 +336,12 @@ func (a *app) run(ctx context.Context, reload <-chan *config.Config) error {
 	} else {
 		close(trackerDone)
 	}
+	payoutsDone := make(chan struct{})
+	if a.payouts != nil {
+		go func() { defer close(payoutsDone); a.payouts.run(srvCtx) }()
+	} else {
+		close(payoutsDone)
+	}
 	var allocDone <-chan struct{}
 	if a.alloc != nil {
 		allocDone = a.alloc.run(srvCtx)
@@ -366,6 +376,7 @@ loop:
 		}
 	}
 	<-trackerDone
+	<-payoutsDone
 	<-healthDone
 	if a.alloc != nil {
 		<-allocDone

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -52,6 +53,9 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer, lookup env) error {
 		fmt.Fprintf(stdout, "  http on %s\n", cfg.HTTPAddr)
 	}
 	checkConfigAllocator(stdout, &cfg.Allocator)
+	if !checkConfigPayouts(context.Background(), stdout, cfg) {
+		return silentError{1}
+	}
 	return nil
 }
 
