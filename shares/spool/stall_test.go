@@ -386,3 +386,58 @@ func TestFailedWriteOrFsyncRefusesAndCutsTheRecord(t *testing.T) {
 		})
 	}
 }
+
+// TestAppendNoAlloc: an append, inline or through the writer goroutine,
+// with a deadline-carrying context, allocates nothing (the submit path's
+// 0 allocations depend on it; make test-noalloc runs it without -race).
+func TestAppendNoAlloc(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items under -race")
+	}
+	s, _ := open(t, t.TempDir(), Options{SegmentBytes: 1 << 30, SyncInterval: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	rec := make([]byte, 150)
+	if _, err := s.AppendContext(ctx, 7, rec); err != nil { // creates the segment
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(500, func() {
+		if _, err := s.AppendContext(ctx, 7, rec); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per inline append", n)
+	}
+	// Through the writer goroutine: appenders queue behind each other.
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := s.AppendContext(ctx, 7, rec); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	n := testing.AllocsPerRun(2000, func() {
+		if _, err := s.AppendContext(ctx, 7, rec); err != nil {
+			t.Fatal(err)
+		}
+	})
+	close(stop)
+	wg.Wait()
+	// AllocsPerRun counts the other goroutines' allocations too; with
+	// none per append the total stays below one per run.
+	if n >= 1 {
+		t.Fatalf("%v allocations per contended append", n)
+	}
+}
