@@ -205,9 +205,13 @@ func (s *Server) handshake(l *listener, nc net.Conn, peer, admitted netip.Addr) 
 			fail(r, err)
 			return
 		}
-		if !h.Local {
+		local := 0
+		if h.Local {
+			local = 1
+		} else {
 			ip, remote = h.Src.Addr().Unmap(), h.Src.String()
 		}
+		s.metrics.proxyHeaders[h.Version-1][local].Inc()
 		if until, banned := s.bans.banned(ip, s.now()); banned && ip.IsValid() {
 			fail(ClosedBanned, fmt.Errorf("%s banned until %s", ip, until.Format(time.RFC3339)))
 			return

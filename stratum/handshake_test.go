@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"net"
 	"net/netip"
@@ -131,6 +132,46 @@ func TestProxyProtocolRealAddress(t *testing.T) {
 			c.nc.Close()
 		})
 	}
+	// Two v1 and two v2 headers named a miner; one of each was local.
+	for v := range 2 {
+		for local, want := range []float64{2, 1} {
+			if got := counterValue(e.s.metrics.proxyHeaders[v][local]); got != want {
+				t.Errorf("proxy_headers{version=%d,local=%d} = %v, want %v", v+1, local, got, want)
+			}
+		}
+	}
+}
+
+// TestReloadKeepsProxyAndTLS: turning PROXY or TLS off by a reload is
+// refused as needing a restart, and the listener keeps working as it was.
+func TestReloadKeepsProxyAndTLS(t *testing.T) {
+	noLeaks(t)
+	certFile, keyFile, pool := testCert(t, t.TempDir(), 5)
+	cfg := proxyConfig("127.0.0.0/8")
+	cfg.Listeners[0].TLSCert, cfg.Listeners[0].TLSKey = certFile, keyFile
+	e := startServer(t, cfg, makeTemplate(100, mainnetBits, 0, 1))
+	next := cfg
+	next.Listeners = []ListenerConfig{cfg.Listeners[0]}
+	next.Listeners[0].ProxyProtocol = false
+	next.Listeners[0].TLSCert, next.Listeners[0].TLSKey = "", ""
+	next.Listeners[0].MinDiff = tinyDiff / 2 // a reloadable change beside them
+	err := e.s.Reload(next)
+	if !errors.Is(err, ErrNotReloadable) || !strings.Contains(err.Error(), "ProxyProtocol") || !strings.Contains(err.Error(), "TLSCert") {
+		t.Fatalf("Reload: %v, want ErrNotReloadable naming ProxyProtocol and TLSCert", err)
+	}
+	if l := e.s.listeners[0].cfg.Load(); !l.ProxyProtocol || l.TLSCert != certFile || l.MinDiff != tinyDiff/2 {
+		t.Fatalf("listener after reload %+v", l)
+	}
+	raw, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	tc := tls.Client(&headerConn{Conn: raw, header: []byte("PROXY TCP4 203.0.113.60 10.0.0.1 6000 3333\r\n")},
+		&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+	c := &client{t: t, nc: tc, r: bufio.NewReader(tc)}
+	c.queue = append(c.queue, c.handshake("acct.after"))
+	c.mine("acct.after", 1)
 }
 
 // TestProxyProtocolCapsAndBans: the per-IP cap and bans apply to the

@@ -108,6 +108,9 @@ type metrics struct {
 	parkedDropped  *prometheus.CounterVec
 	acceptErrors   *prometheus.CounterVec
 	maxConnections prometheus.Gauge
+	// proxyHeaders[version-1][local] counts the PROXY headers read.
+	proxyHeadersVec *prometheus.CounterVec
+	proxyHeaders    [2][2]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics, error) {
@@ -167,6 +170,14 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 		Name: "wattpool_stratum_max_connections",
 		Help: "The server's connection cap in force (configured, or derived from the open-file limit); connections beyond it are refused.",
 	})
+	m.proxyHeadersVec = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wattpool_stratum_proxy_headers_total",
+		Help: "PROXY protocol headers read, by version (1, 2) and command: proxy (the miner's address is used) or local (v2 LOCAL, v1 UNKNOWN: the balancer's own connection, a health check; the socket's address is kept).",
+	}, []string{"version", "command"})
+	for v := range 2 {
+		m.proxyHeaders[v][0] = m.proxyHeadersVec.WithLabelValues(fmt.Sprint(v+1), "proxy")
+		m.proxyHeaders[v][1] = m.proxyHeadersVec.WithLabelValues(fmt.Sprint(v+1), "local")
+	}
 	for o := resumeOutcome(0); o < resumeOutcomeCount; o++ {
 		switch o {
 		case resumeOK:
@@ -185,7 +196,7 @@ func newMetrics(reg prometheus.Registerer, goroutines func() float64) (*metrics,
 	}
 	for _, c := range []prometheus.Collector{m.connections, m.shares, m.validation, m.blocks, m.closed,
 		m.broadcast, m.groupHashrate, m.jobs, m.goroutines, m.sinkErrors, m.bansTotal,
-		m.subscribesVec, m.parked, m.parkedDropped, m.acceptErrors, m.maxConnections} {
+		m.subscribesVec, m.parked, m.parkedDropped, m.acceptErrors, m.maxConnections, m.proxyHeadersVec} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register stratum metrics: %w", err)
 		}
