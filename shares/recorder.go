@@ -308,6 +308,11 @@ func (r *Recorder) RecordShare(ctx context.Context, s *stratum.Share) error {
 // way a block is never in the ledger without its share, and when it
 // fails neither is recorded. The server does not also call RecordShare
 // for that share.
+//
+// The spool write waits at most until ctx ends; the database insert gets
+// its own block timeout even when ctx has ended by then: a block found
+// while the disk stalls (its record withdrawn, never written) is still
+// stored in PostgreSQL, at the price of a later answer to its miner.
 func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) error {
 	if fb == nil {
 		return errors.New("record block: nil block")
@@ -315,7 +320,7 @@ func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) erro
 	payload := appendFoundBlock(nil, fb, r.opts.instance)
 	pos, spoolErr := r.spool.AppendSyncContext(ctx, recFoundBlock, payload)
 	r.appended(spoolErr)
-	ctx, cancel := context.WithTimeout(ctx, r.opts.blockTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.blockTimeout)
 	defer cancel()
 	// Decoding what was spooled gives the drain's exact rows, so the two
 	// paths cannot store different values.

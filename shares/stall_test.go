@@ -179,3 +179,67 @@ func TestStalledSpoolWriteNeverLetsARefusedShareIntoTheLedger(t *testing.T) {
 		t.Fatalf("%d distinct shares after the replay, want 12", n)
 	}
 }
+
+// TestBlockFoundWhileTheSpoolStallsIsStoredOnce: a found block whose
+// spool record times out behind a hanging write is stored in PostgreSQL
+// directly, with its share, and exactly once: its withdrawn record never
+// comes back through the drain or a restart's replay.
+func TestBlockFoundWhileTheSpoolStallsIsStoredOnce(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	l := NewLedger(db)
+	dir := t.TempDir()
+	disk := &hangingDisk{}
+	r := newRecorder(t, db, dir, withSpoolFile(disk.wrap))
+	job := testJob("stallblk")
+	if err := r.RecordJob(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	disk.arm()
+	stalled := make(chan error, 1)
+	go func() { stalled <- r.RecordShare(ctx, testShare(job, 0)) }()
+	defer func() {
+		select {
+		case <-disk.release:
+		default:
+			close(disk.release)
+		}
+	}()
+	select {
+	case <-disk.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the share's write never started")
+	}
+	fb := blockShare(job, 1, 0x5a)
+	bctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := r.RecordBlock(bctx, fb); err != nil {
+		t.Fatalf("block found during the stall: %v; want it stored in PostgreSQL", err)
+	}
+	if got := metricValue(t, r.metrics.appendTimeouts); got != 1 {
+		t.Fatalf("wattpool_spool_append_timeouts_total = %v, want 1 (the block's record)", got)
+	}
+	if b, s := blockAndShare(t, ctx, l, fb); b != 1 || s != 1 {
+		t.Fatalf("during the stall: %d block rows, %d share rows; want 1 and 1", b, s)
+	}
+	close(disk.release)
+	if err := <-stalled; err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.close(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	r2 := newRecorder(t, db, dir)
+	if err := r2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, s := blockAndShare(t, ctx, l, fb); b != 1 || s != 1 {
+		t.Fatalf("after the drain and a replay: %d block rows, %d share rows; want 1 and 1", b, s)
+	}
+	if n := count(t, db, "SELECT count(*) FROM shares"); n != 2 {
+		t.Fatalf("%d share rows, want 2 (the stalled share and the block's)", n)
+	}
+}
