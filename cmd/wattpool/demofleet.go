@@ -27,7 +27,7 @@ import (
 // The simulated Antminer firmware's password and the variable the
 // inventory names for it (regtest demo: it secures nothing).
 const (
-	demoFirmwarePasswordEnv = "WATTPOOL_DEMO_FIRMWARE_PASSWORD"
+	demoFirmwarePasswordEnv = "DEMO_FIRMWARE_PASSWORD"
 	demoFirmwarePassword    = "regtest-demo"
 )
 
