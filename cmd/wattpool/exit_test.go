@@ -18,6 +18,7 @@ func TestExitWithoutStrayStatus(t *testing.T) {
 		want string // in the output
 	}{
 		{[]string{"serve", "-h"}, 0, "-config file"},
+		{[]string{"shares", "verify", "--help"}, 0, "-config file"},
 		{[]string{"check-config", "--config", "/dev/null"}, 1, "bitcoin.payout_address: must be set"},
 		{[]string{"bogus"}, 2, `unknown command "bogus"`},
 	}
@@ -38,6 +39,12 @@ func TestExitWithoutStrayStatus(t *testing.T) {
 			}
 			if strings.Contains(string(out), "exit status") {
 				t.Fatalf("stray exit status line:\n%s", out)
+			}
+			// Help a user asked for goes to stdout (pipe it to less);
+			// errors and the usage shown with them go to stderr.
+			stdout, _ := exec.Command(bin, tc.args...).Output()
+			if asked := tc.code == 0; asked != strings.Contains(string(stdout), tc.want) {
+				t.Fatalf("stdout of %v:\n%s", tc.args, stdout)
 			}
 		})
 	}

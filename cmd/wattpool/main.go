@@ -31,6 +31,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
@@ -120,6 +121,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 		return usageError{"no command given"}
 	}
 	cmd, rest := args[0], args[1:]
+	// Commands write their errors to stderr; help a user asked for (-h)
+	// goes to stdout (`wattpool serve -h | less`), see parseFlags.
+	stderr = helpStreams{Writer: stderr, help: stdout}
 	switch cmd {
 	case "serve":
 		return cmdServe(ctx, rest, stderr, lookup)
@@ -184,8 +188,34 @@ func configFlags(fs *flag.FlagSet, lookup env) func() string {
 	}
 }
 
-// parseFlags parses a command's flags; -h prints the flags and succeeds.
+// helpStreams is the stderr run hands its commands: errors go to the
+// embedded writer, requested help to help (stdout).
+type helpStreams struct {
+	io.Writer
+	help io.Writer
+}
+
+// wantsHelp reports whether args ask for help before their first
+// non-flag argument.
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch {
+		case a == "-h" || a == "-help" || a == "--h" || a == "--help":
+			return true
+		case a == "--" || !strings.HasPrefix(a, "-"):
+			return false
+		}
+	}
+	return false
+}
+
+// parseFlags parses a command's flags; -h prints the flags to stdout and
+// succeeds.
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	if hs, ok := fs.Output().(helpStreams); ok && wantsHelp(args) {
+		fs.SetOutput(hs.help)
+		defer fs.SetOutput(hs)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return silentError{0}
