@@ -161,8 +161,8 @@ type segment struct {
 	created time.Time
 }
 
-// Spool is an open spool directory. Open starts its syncer goroutine;
-// Close stops it.
+// Spool is an open spool directory. Open starts its syncer and writer
+// goroutines; Close stops them.
 //
 // Only a failed fsync, or a failed close of a written segment, disables a
 // spool for good (every later Append fails with ErrFull): after it the
