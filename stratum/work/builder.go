@@ -145,7 +145,8 @@ const MaxFeeBps = 10_000
 // a reward too small for one satoshi of fee); the miner's output is left
 // out when it would be 0 (feeBps 10000). The witness commitment, when the
 // block needs one, stays the last output. The job's SoloScript is
-// payoutScript, so that its shares are told apart from the pool's.
+// payoutScript, and its ID starts with SoloJobPrefix, so that its shares
+// are told apart from the pool's by the job ID they are stored with.
 func (b *Builder) BuildFor(t *node.Template, now time.Time, payoutScript, feeScript []byte, feeBps int64) (*Job, error) {
 	if err := checkPayoutScript(payoutScript); err != nil {
 		return nil, fmt.Errorf("build solo job: miner's %w", err)
@@ -163,6 +164,13 @@ func (b *Builder) BuildFor(t *node.Template, now time.Time, payoutScript, feeScr
 	return b.build(t, now, solo, outs)
 }
 
+// SoloJobPrefix starts the ID of every solo job (pool job IDs are
+// lowercase hex, which never starts with it): a stored share row names its
+// job, so the payout reader leaves solo shares out with a filter on the
+// row itself, without a join that would cost the window its streaming
+// order.
+const SoloJobPrefix = "s"
+
 // SoloFee returns the pool fee of a solo coinbase of value satoshis,
 // floor(value × feeBps / 10000), computed without overflow (value ×
 // feeBps would overflow int64 for rewards above 9.2e14 sat at 10000
@@ -177,6 +185,10 @@ func SoloFee(value, feeBps int64) int64 {
 // left out at 0 sat, as is a first output left with 0). solo becomes the
 // job's SoloScript.
 func (b *Builder) build(t *node.Template, now time.Time, solo []byte, outs []txOut) (*Job, error) {
+	idPrefix := ""
+	if solo != nil {
+		idPrefix = SoloJobPrefix
+	}
 	if err := b.checkTemplate(t); err != nil {
 		return nil, fmt.Errorf("build job: %w", err)
 	}
@@ -240,7 +252,7 @@ func (b *Builder) build(t *node.Template, now time.Time, solo []byte, outs []txO
 		return nil, fmt.Errorf("build job: template Bits: %w", err)
 	}
 	j := &Job{
-		ID:              strconv.FormatUint(b.seq.Add(1), 16),
+		ID:              idPrefix + strconv.FormatUint(b.seq.Add(1), 16),
 		Template:        t,
 		Height:          t.Height,
 		PrevHash:        t.PrevHash,

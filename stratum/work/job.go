@@ -15,8 +15,9 @@ import (
 // Job is one unit of work sent to miners with mining.notify. A Job is
 // immutable once built: sessions hold the pointer and never patch it.
 type Job struct {
-	// ID is the job identifier sent to miners (lowercase hex). IDs never
-	// repeat within one pool instance, across restarts included.
+	// ID is the job identifier sent to miners (lowercase hex; a solo
+	// job's is SoloJobPrefix, then hex). IDs never repeat within one pool
+	// instance, across restarts included.
 	ID string
 	// Template is the template the job was built from.
 	Template *node.Template

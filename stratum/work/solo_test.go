@@ -46,8 +46,8 @@ func TestBuildForOutputs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(j.SoloScript, soloMiner) {
-				t.Fatalf("SoloScript %x, want %x", j.SoloScript, soloMiner)
+			if !bytes.Equal(j.SoloScript, soloMiner) || !strings.HasPrefix(j.ID, SoloJobPrefix) {
+				t.Fatalf("solo job %s: SoloScript %x, want %x and an ID starting with %q", j.ID, j.SoloScript, soloMiner, SoloJobPrefix)
 			}
 			tx, _ := decodeCoinbase(t, j, make([]byte, 4), make([]byte, 4))
 			outs := tx.TxOut
@@ -77,7 +77,7 @@ func TestBuildForOutputs(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pool.SoloScript != nil || pool.ID == j.ID || !branchEqual(pool.MerkleBranch, j.MerkleBranch) || pool.Bits != j.Bits {
+			if pool.SoloScript != nil || strings.HasPrefix(pool.ID, SoloJobPrefix) || !branchEqual(pool.MerkleBranch, j.MerkleBranch) || pool.Bits != j.Bits {
 				t.Fatalf("pool job %s (solo %x) vs solo job %s", pool.ID, pool.SoloScript, j.ID)
 			}
 		})
