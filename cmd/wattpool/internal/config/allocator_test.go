@@ -468,6 +468,7 @@ func FuzzParseAllocator(f *testing.F) {
 	f.Add(fullAllocator)
 	f.Add("[allocator]\nmode = \"act\"\n[[allocator.group]]\nname = \"rack1\"\npower_kw = 1e-300\nhashrate_ths = 1e-300\n")
 	f.Add("[[allocator.prices.energy_usd_per_mwh.schedule]]\nfrom = \"24:00\"\nto = \"00:00\"\n")
+	f.Add("[allocator]\nconfirm_window = \"4m59s\"\nconfirm_timeout = \"5m\"\nconfirm_below = 0.999\nconfirm_above = 1\nmax_in_flight = 1\nretries = 10\nrestore_batch_interval = \"0s\"\n")
 	f.Fuzz(func(t *testing.T, body string) {
 		c, err := Parse([]byte(withGroups+body), nil)
 		if err != nil {
@@ -489,6 +490,11 @@ func FuzzParseAllocator(f *testing.F) {
 			if p.Lease.MaxMW > 0 && s.MW > p.Lease.MaxMW {
 				t.Fatalf("firm above max_mw: %+v", p.Lease)
 			}
+		}
+		cf, fl := c.Allocator.Confirm, c.Allocator.Fleet
+		if !(cf.Window >= time.Second && cf.Window < cf.Timeout && cf.Below > 0 && cf.Below < 1 && cf.Above > 0 && cf.Above <= 1) ||
+			fl.MaxInFlight < 1 || fl.Retries < 0 || fl.RestoreBatchSize < 0 || fl.RestoreBatchInterval < 0 {
+			t.Fatalf("accepted confirm %+v fleet %+v", cf, fl)
 		}
 		if c.Allocator.Mode != allocator.ModeOff {
 			if _, ok := c.Allocator.Prices[allocator.PriceBTCUSD]; !ok {
