@@ -585,12 +585,15 @@ func (c *confirmer) alert(conf Confirmation) {
 	fields := []zap.Field{zap.String("group", conf.Group), zap.String("action", string(conf.Action)),
 		zap.Int("attempts", conf.Attempt+1), zap.Float64("rate_before", conf.RateBefore),
 		zap.Float64("rate_now", conf.RateNow), zap.Float64("threshold", conf.Threshold), zap.String("why", conf.Message)}
+	var failed []string
 	for i, m := range conf.Failed {
 		if i == 10 {
+			failed = append(failed, fmt.Sprintf("… %d more", len(conf.Failed)-i))
 			break
 		}
-		fields = append(fields, zap.String("miner_"+m.Address, m.Reason))
+		failed = append(failed, m.Address+" ("+m.Reason+")")
 	}
+	fields = append(fields, zap.Strings("failed_miners", failed))
 	l.log.Error("allocator alert: action not confirmed", fields...)
 	if l.cfg.Alerter != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
