@@ -58,6 +58,9 @@ type Builder struct {
 	// ID the previous run could have used unless that run built more than
 	// one job per nanosecond on average.
 	seq atomic.Uint64
+	// derived is the merkle branch and witness commitment of the last
+	// template built, which BuildFor reuses for the same template.
+	derived atomic.Pointer[derivedWork]
 }
 
 // NewBuilder validates cfg and returns a Builder.
@@ -207,14 +210,16 @@ func (b *Builder) build(t *node.Template, now time.Time, solo []byte, outs []txO
 			n, len(height), len(t.CoinbaseAux), len(b.tagPush), 1+extranonceLen, minCoinbaseScript, maxCoinbaseScript)
 	}
 
-	txids := make([]chainhash.Hash, len(t.Transactions))
-	witness := t.WitnessCommitment != nil
-	for i := range t.Transactions {
-		tx := &t.Transactions[i]
-		txids[i] = tx.TxID
-		if tx.WTxID != tx.TxID {
-			witness = true
+	// A pool job derives its template's merkle branch and witness
+	// commitment afresh; solo jobs of the same template reuse them (they
+	// differ only in the coinbase outputs): with 3,000 transactions that
+	// is most of a build's 1.7 ms.
+	d := b.derived.Load()
+	if solo == nil || d == nil || d.t != t {
+		if d, err = derive(t); err != nil {
+			return nil, fmt.Errorf("build job: %w", err)
 		}
+		b.derived.Store(d)
 	}
 
 	rest := t.CoinbaseValue
@@ -233,17 +238,8 @@ func (b *Builder) build(t *node.Template, now time.Time, solo []byte, outs []txO
 		kept = kept[1:] // a solo fee of 10000 bps leaves the miner nothing
 	}
 	outs = kept
-	if witness {
-		wtxids := make([]chainhash.Hash, len(t.Transactions))
-		for i := range t.Transactions {
-			wtxids[i] = t.Transactions[i].WTxID
-		}
-		commitment := witnessCommitmentScript(wtxids)
-		if t.WitnessCommitment != nil && !bytes.Equal(commitment, t.WitnessCommitment) {
-			return nil, fmt.Errorf("build job: template WitnessCommitment %x differs from %x computed from the transactions' wtxids",
-				t.WitnessCommitment, commitment)
-		}
-		outs = append(outs, txOut{value: 0, script: commitment})
+	if d.commitment != nil {
+		outs = append(outs, txOut{value: 0, script: d.commitment})
 	}
 	coinb1, coinb2 := coinbaseParts(prefix, extranonceLen, outs)
 
@@ -263,13 +259,49 @@ func (b *Builder) build(t *node.Template, now time.Time, solo []byte, outs []txO
 		Coinb2:          coinb2,
 		Extranonce1Size: b.extranonce1Size,
 		Extranonce2Size: b.extranonce2Size,
-		MerkleBranch:    merkleBranch(txids),
+		MerkleBranch:    d.branch,
 		NetworkTarget:   target,
 		NetworkDiff:     target.Diff(),
 		CreatedAt:       now,
 		SoloScript:      solo,
 	}
 	return j, nil
+}
+
+// derivedWork is what a job takes from its template's transactions alone:
+// the merkle branch and the witness commitment script (nil when the block
+// needs none). It is immutable; jobs share its slices.
+type derivedWork struct {
+	t          *node.Template
+	branch     []chainhash.Hash
+	commitment []byte
+}
+
+// derive computes a template's merkle branch and witness commitment,
+// refusing a node commitment that differs from the computed one.
+func derive(t *node.Template) (*derivedWork, error) {
+	txids := make([]chainhash.Hash, len(t.Transactions))
+	witness := t.WitnessCommitment != nil
+	for i := range t.Transactions {
+		tx := &t.Transactions[i]
+		txids[i] = tx.TxID
+		if tx.WTxID != tx.TxID {
+			witness = true
+		}
+	}
+	d := &derivedWork{t: t, branch: merkleBranch(txids)}
+	if witness {
+		wtxids := make([]chainhash.Hash, len(t.Transactions))
+		for i := range t.Transactions {
+			wtxids[i] = t.Transactions[i].WTxID
+		}
+		d.commitment = witnessCommitmentScript(wtxids)
+		if t.WitnessCommitment != nil && !bytes.Equal(d.commitment, t.WitnessCommitment) {
+			return nil, fmt.Errorf("template WitnessCommitment %x differs from %x computed from the transactions' wtxids",
+				t.WitnessCommitment, d.commitment)
+		}
+	}
+	return d, nil
 }
 
 // checkTemplate validates the template fields Build relies on; errors

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/btcsuite/btcd/wire/v2"
 )
 
 // soloMiner is a mainnet P2PKH script (hash160 of the generator point's
@@ -150,5 +151,32 @@ func BenchmarkBuildFor(b *testing.B) {
 		if _, err := bld.BuildFor(tpl, testNow, soloMiner, testPayout, 100); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestBuildForReusesOnlyItsTemplate: BuildFor reuses the merkle branch and
+// witness commitment of the template built last, never another's.
+func TestBuildForReusesOnlyItsTemplate(t *testing.T) {
+	b := newTestBuilder(t, nil)
+	a, c := syntheticTemplate(t, 7, true), syntheticTemplate(t, 12, true)
+	if _, err := b.Build(a, testNow); err != nil {
+		t.Fatal(err)
+	}
+	solo, err := b.BuildFor(c, testNow, soloMiner, testPayout, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := b.Build(c, testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(solo.MerkleBranch) != 4 || !branchEqual(solo.MerkleBranch, pool.MerkleBranch) {
+		t.Fatalf("solo branch %v, pool branch %v of the same 12-transaction template (4 steps)", solo.MerkleBranch, pool.MerkleBranch)
+	}
+	soloTx, _ := decodeCoinbase(t, solo, make([]byte, 4), make([]byte, 4))
+	poolTx, _ := decodeCoinbase(t, pool, make([]byte, 4), make([]byte, 4))
+	last := func(outs []*wire.TxOut) []byte { return outs[len(outs)-1].PkScript }
+	if !bytes.Equal(last(soloTx.TxOut), last(poolTx.TxOut)) || !isWitnessCommitment(last(soloTx.TxOut)) {
+		t.Fatalf("solo commitment %x, pool commitment %x", last(soloTx.TxOut), last(poolTx.TxOut))
 	}
 }
