@@ -48,7 +48,9 @@ type Scheme string
 
 // The schemes. pplns, tides and prop split a found block's reward by its
 // window; pps and fpps pay every share as it comes, by the hour (see
-// pps.go), and leave found blocks to the pool. solo is not built yet.
+// pps.go), and leave found blocks to the pool. Solo mining is no scheme:
+// a solo port's jobs pay the finder directly (stratum.ListenerConfig.Solo)
+// and its shares and blocks are left out of every scheme.
 const (
 	PPLNS Scheme = "pplns"
 	TIDES Scheme = "tides"
@@ -63,7 +65,7 @@ func ParseScheme(s string) (Scheme, error) {
 	case PPLNS, TIDES, PROP, PPS, FPPS:
 		return Scheme(s), nil
 	case "solo":
-		return "", fmt.Errorf("payout scheme %q is not built yet (pplns, tides, prop, pps and fpps are)", s)
+		return "", fmt.Errorf("payout scheme %q is not a scheme: solo mining is per port, [[stratum.listener]] solo = true, and its blocks pay the finder directly (schemes: pplns, tides, prop, pps, fpps)", s)
 	}
 	return "", fmt.Errorf("payout scheme %q is not one of pplns, tides, prop, pps, fpps", s)
 }

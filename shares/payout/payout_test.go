@@ -255,7 +255,7 @@ func TestParseWindowSize(t *testing.T) {
 }
 
 func TestParseScheme(t *testing.T) {
-	for in, want := range map[string]string{"pplns": "", "tides": "", "prop": "", "pps": "", "fpps": "", "solo": "not built yet", "PPLNS": "not one of", "": "not one of"} {
+	for in, want := range map[string]string{"pplns": "", "tides": "", "prop": "", "pps": "", "fpps": "", "solo": "solo mining is per port", "PPLNS": "not one of", "": "not one of"} {
 		_, err := ParseScheme(in)
 		if (want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), want)) {
 			t.Errorf("%q: %v, want %q", in, err, want)

@@ -37,7 +37,7 @@ func TestParsePayouts(t *testing.T) {
 
 func TestPayoutsErrorsNameEveryField(t *testing.T) {
 	_, err := Parse([]byte(minimal+"[payouts]\nscheme = \"solo\"\nfee_bps = 10001\npplns_window = \"2y\"\nfpps_fee_blocks = 0\npayout_threshold_sats = 545\neffective_from = \"2031-04-01T00:30:00Z\"\n"), nil)
-	checkErrors(t, err, []string{`payouts.scheme: payout scheme "solo" is not built yet`, "payouts.fee_bps: 10001 is out of range [0, 10000]",
+	checkErrors(t, err, []string{`payouts.scheme: payout scheme "solo" is not a scheme: solo mining is per port, [[stratum.listener]] solo = true`, "payouts.fee_bps: 10001 is out of range [0, 10000]",
 		`payouts.pplns_window: window size "2y" is not a finite decimal number`, "payouts.fpps_fee_blocks: 0 is out of range [1, 10000]",
 		"payouts.payout_threshold_sats: 545 is below the dust limit 546 sats", `payouts.effective_from: "2031-04-01T00:30:00Z" is not a whole UTC hour`})
 	_, err = Parse([]byte(minimal+"[payouts]\nscheme = \"PPLNS\"\nfee_bps = -1\npplns_window = \"0x\"\nwindow = 3\neffective_from = \"tomorrow\"\n"), nil)
