@@ -77,4 +77,13 @@ func checkConfigAllocator(w io.Writer, a *config.AllocatorConfig) {
 	for _, g := range p.Groups {
 		fmt.Fprintf(w, "  allocator group %s: %g kW, %g TH/s, %.2f J/TH\n", g.Name, g.PowerKW, g.HashrateTHs, g.JoulesPerTH())
 	}
+	if a.Inventory != "" {
+		fmt.Fprintf(w, "  allocator inventory %s (read, groups checked); %d miners at once, %v a call, %d retries, restore %d a batch every %v\n",
+			a.Inventory, a.Fleet.MaxInFlight, a.Fleet.CallTimeout, a.Fleet.Retries, a.Fleet.RestoreBatchSize, a.Fleet.RestoreBatchInterval)
+	}
+	if a.Mode == allocator.ModeAct {
+		c := a.Confirm
+		fmt.Fprintf(w, "  allocator confirms each action within %v: pool-side rate over %v below %g x before a curtailment, above %g x after a resume; %d retries, then alert\n",
+			c.Timeout, c.Window, c.Below, c.Above, c.Retries)
+	}
 }
