@@ -77,4 +77,17 @@
 // over it and sums per group the hours and MWh mining and curtailed, the
 // switches, the margin the policy earned and what mining only or leasing
 // only (lease capacity ignored) would have earned.
+//
+// # Closed loop
+//
+// In mode act, a switch the actuator took is then confirmed apart from
+// the evaluations (confirm.go): a MachineActuator's miners are read back
+// through their drivers, and the group's accepted difficulty per second at
+// the pool (GroupRates, over Confirm.Window) must fall below
+// Confirm.Below × its rate just before a curtailment, or come back above
+// Confirm.Above × its mining rate after a resume, within Confirm.Timeout.
+// Otherwise the miners that did not confirm are acted on again
+// (Confirm.Retries), then the failure is alerted (metric, log,
+// ConfirmStore record, Alerter). Firmware that acknowledges sleep and
+// keeps hashing is seen only by the pool-side rate, and only per group.
 package allocator
