@@ -21,7 +21,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/wattpool/wattpool/migrations"
@@ -174,7 +173,7 @@ const archiveLockKey = int64(0x7761747461726368)
 // re-reads the file and checks every row against its seal, and only then
 // records the archive and drops the partition, all in one transaction
 // that holds the partition against writes. Safe from several instances.
-func Archive(ctx context.Context, db *pgxpool.Pool, opts ArchiveOptions) ([]Archived, error) {
+func Archive(ctx context.Context, db *pgx.Conn, opts ArchiveOptions) ([]Archived, error) {
 	if opts.Retention <= 0 {
 		return nil, nil
 	}
@@ -219,7 +218,7 @@ func Archive(ctx context.Context, db *pgxpool.Pool, opts ArchiveOptions) ([]Arch
 	return done, nil
 }
 
-func archivePartition(ctx context.Context, db *pgxpool.Pool, opts ArchiveOptions, name string, day time.Time) (Archived, error) {
+func archivePartition(ctx context.Context, db *pgx.Conn, opts ArchiveOptions, name string, day time.Time) (Archived, error) {
 	start := time.Now()
 	a := Archived{}
 	head, err := ReadHead(ctx, db)

@@ -205,7 +205,8 @@ func TestVerifyNamesTamperedRows(t *testing.T) {
 			db := newDB(t)
 			ledger(t, db, day)
 			want := tc.tamper(t, db)
-			rep, err := audit.Verify(ctx, db, audit.VerifyOptions{})
+			c := conn(t, db)
+			rep, err := audit.Verify(ctx, c, audit.VerifyOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -263,9 +264,10 @@ func TestArchiveVerifiesDropsAndStaysProvable(t *testing.T) {
 	}
 	changed := idOf(t, db, 42)
 	dir := t.TempDir()
+	c := conn(t, db)
 	// 401 days after the shares' day: the day's partition (ending at
 	// midnight) is past a 400-day retention, the next day's is not.
-	done, err := audit.Archive(ctx, db, audit.ArchiveOptions{Dir: dir, Retention: 400 * 24 * time.Hour,
+	done, err := audit.Archive(ctx, c, audit.ArchiveOptions{Dir: dir, Retention: 400 * 24 * time.Hour,
 		Now: day.AddDate(0, 0, 401), Log: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +279,7 @@ func TestArchiveVerifiesDropsAndStaysProvable(t *testing.T) {
 	if err := db.QueryRow(ctx, "SELECT to_regclass('shares_p20310330') IS NULL").Scan(&gone); err != nil || !gone {
 		t.Fatalf("partition still there (%v)", err)
 	}
-	rep, err := audit.Verify(ctx, db, audit.VerifyOptions{})
+	rep, err := audit.Verify(ctx, c, audit.VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +290,7 @@ func TestArchiveVerifiesDropsAndStaysProvable(t *testing.T) {
 		t.Fatalf("explain from the archive: %v, want %v", got, want)
 	}
 	// Running it again archives nothing more.
-	if again, err := audit.Archive(ctx, db, audit.ArchiveOptions{Dir: dir, Retention: 400 * 24 * time.Hour,
+	if again, err := audit.Archive(ctx, c, audit.ArchiveOptions{Dir: dir, Retention: 400 * 24 * time.Hour,
 		Now: day.AddDate(0, 0, 401)}); err != nil || len(again) != 0 {
 		t.Fatalf("second run: %+v, %v", again, err)
 	}
@@ -304,7 +306,7 @@ func TestArchiveVerifiesDropsAndStaysProvable(t *testing.T) {
 		}
 		return bytes.Replace(rows, f64(43), f64(86), 1)
 	})
-	rep, err = audit.Verify(ctx, db, audit.VerifyOptions{})
+	rep, err = audit.Verify(ctx, c, audit.VerifyOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,4 +358,15 @@ func rewriteArchive(t *testing.T, path string, edit func([]byte) []byte) {
 	if err := os.WriteFile(path, out.Bytes(), 0o640); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// conn lends one connection of db for the test.
+func conn(t *testing.T, db *pgxpool.Pool) *pgx.Conn {
+	t.Helper()
+	c, err := db.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Release)
+	return c.Conn()
 }

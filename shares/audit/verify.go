@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5"
 )
 
 // Problem kinds a verification reports.
@@ -215,6 +215,7 @@ type verifier struct {
 	rows     int64
 	problems []Problem
 	scratch  [][32]byte
+	bad      []badSegment
 }
 
 func (v *verifier) add(p Problem) {
@@ -293,6 +294,19 @@ func (v *verifier) finish(s *segHeader) error {
 	if int64(len(found)) == s.Shares && rowsHashOf(v.scratch) == s.RowsHash {
 		return nil
 	}
+	// Named once the stream ends: the connection is busy with it.
+	v.bad = append(v.bad, badSegment{s, found})
+	return nil
+}
+
+// badSegment is a segment whose rows differ from its seal.
+type badSegment struct {
+	s     *segHeader
+	found []rowSeen
+}
+
+// name reads a bad segment's locator and names the rows that differ.
+func (v *verifier) name(s *segHeader, found []rowSeen) error {
 	var raw []byte
 	if err := v.db.QueryRow(v.ctx, "SELECT locator FROM audit_segments WHERE seq = $1", s.Seq).Scan(&raw); err != nil {
 		return fmt.Errorf("read locator of audit segment %d: %w", s.Seq, err)
@@ -354,7 +368,7 @@ func (v *verifier) finish(s *segHeader) error {
 // segments, naming every row inserted, changed or deleted behind the
 // ledger's back. The rows stream with COPY TO in binary form and are
 // hashed as they arrive, without decoding.
-func Verify(ctx context.Context, db *pgxpool.Pool, opts VerifyOptions) (Report, error) {
+func Verify(ctx context.Context, db *pgx.Conn, opts VerifyOptions) (Report, error) {
 	start := time.Now()
 	var rep Report
 	head, err := ReadHead(ctx, db)
@@ -419,6 +433,11 @@ func Verify(ctx context.Context, db *pgxpool.Pool, opts VerifyOptions) (Report, 
 			}
 		}
 	}
+	for _, b := range v.bad {
+		if err := v.name(b.s, b.found); err != nil {
+			return rep, err
+		}
+	}
 	rep.Rows = v.rows
 	rep.Problems = v.problems
 	if rep.Problems == nil {
@@ -431,12 +450,7 @@ func Verify(ctx context.Context, db *pgxpool.Pool, opts VerifyOptions) (Report, 
 
 // copyShares streams the share rows with lo <= time < hi (all when not
 // ranged) as binary COPY tuples.
-func copyShares(ctx context.Context, db *pgxpool.Pool, lo, hi int64, ranged bool, fn func([]byte) error) error {
-	conn, err := db.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("read shares: %w", err)
-	}
-	defer conn.Release()
+func copyShares(ctx context.Context, db *pgx.Conn, lo, hi int64, ranged bool, fn func([]byte) error) error {
 	var conds []string
 	if ranged && lo > openLow {
 		conds = append(conds, fmt.Sprintf("time >= '%s'", pgTime(lo).Format(time.RFC3339Nano)))
@@ -450,7 +464,7 @@ func copyShares(ctx context.Context, db *pgxpool.Pool, lo, hi int64, ranged bool
 	}
 	sql := "COPY (SELECT " + columnList + " FROM shares" + where + ") TO STDOUT (FORMAT binary)"
 	st := newTupleStream(fn)
-	if _, err := conn.Conn().PgConn().CopyTo(ctx, st, sql); err != nil {
+	if _, err := db.PgConn().CopyTo(ctx, st, sql); err != nil {
 		return fmt.Errorf("read shares: %w", err)
 	}
 	if err := st.Close(); err != nil {
