@@ -231,6 +231,9 @@ type confirmer struct {
 }
 
 type confirmJob struct {
+	// ctx is the job's context: it tells the job's updates apart from a
+	// newer job's.
+	ctx    context.Context
 	cancel context.CancelCauseFunc
 	done   chan struct{}
 }
@@ -288,7 +291,7 @@ func (c *confirmer) start(r Record, g Group, rateBefore float64, covered bool, a
 	}
 	prev := c.jobs[r.Group]
 	ctx, cancel := context.WithCancelCause(c.ctx)
-	job := &confirmJob{cancel: cancel, done: make(chan struct{})}
+	job := &confirmJob{ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	c.jobs[r.Group] = job
 	c.latest[r.Group] = conf
 	c.mu.Unlock()
@@ -305,6 +308,21 @@ func (c *confirmer) start(r Record, g Group, rateBefore float64, covered bool, a
 		}
 		c.run(ctx, r, conf, covered)
 	})
+}
+
+// supersede ends group's pending confirmation before a new action on the
+// group is taken, and waits for it: its retries must not race the new
+// command to the same miners. Driver calls honour the cancellation, so
+// the wait is short.
+func (c *confirmer) supersede(group string) {
+	c.mu.Lock()
+	j := c.jobs[group]
+	c.mu.Unlock()
+	if j == nil {
+		return
+	}
+	j.cancel(errSuperseded)
+	<-j.done
 }
 
 // stop cancels every confirmation and waits for them.
@@ -336,15 +354,13 @@ func (c *confirmer) snapshot() map[string]Confirmation {
 }
 
 // update publishes conf as the group's latest (unless a newer job took
-// over) and records it.
+// over: ctx is the job's own) and records it.
 func (c *confirmer) update(ctx context.Context, conf Confirmation) {
 	c.mu.Lock()
-	if context.Cause(ctx) == errSuperseded {
-		c.mu.Unlock()
-	} else {
+	if j := c.jobs[conf.Group]; j != nil && j.ctx == ctx {
 		c.latest[conf.Group] = conf
-		c.mu.Unlock()
 	}
+	c.mu.Unlock()
 	c.record(conf)
 }
 
@@ -546,9 +562,7 @@ func (c *confirmer) canceled(ctx context.Context, conf *Confirmation, failed map
 	conf.State, conf.Updated, conf.Message = state, c.l.now(), msg
 	conf.Failed = sortedFailures(failed)
 	c.update(ctx, *conf)
-	if state != ConfirmSuperseded {
-		c.l.metrics.confirming.WithLabelValues(conf.Group).Set(0)
-	}
+	c.l.metrics.confirming.WithLabelValues(conf.Group).Set(0)
 }
 
 // why says what is missing.

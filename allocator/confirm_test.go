@@ -398,7 +398,7 @@ func TestConfirmSuperseded(t *testing.T) {
 	if c.Action != ActionResume || c.State != ConfirmConfirmed {
 		t.Fatalf("latest %+v", c)
 	}
-	want := []string{"curtail curtailing 0", "resume resuming 0", "curtail superseded 0", "resume confirmed 0"}
+	want := []string{"curtail curtailing 0", "curtail superseded 0", "resume resuming 0", "resume confirmed 0"}
 	if got := confirms.states(); !slices.Equal(got, want) {
 		t.Fatalf("records %q, want %q", got, want)
 	}

@@ -673,6 +673,8 @@ func (l *Loop) act(ctx context.Context, records []Record) error {
 			r.Outcome = OutcomeOK
 			continue
 		}
+		// A confirmation still running for the group ends first.
+		l.confirm.supersede(r.Group)
 		confirm := l.confirm.enabled()
 		var rateBefore float64
 		if confirm {
