@@ -237,32 +237,49 @@ func carryIn(ctx context.Context, tx pgx.Tx, account string, hour time.Time) (*b
 // hourCredits sums each account's exact credit over the hour's shares.
 func (l *Ledger) hourCredits(ctx context.Context, tx pgx.Tx, p ParamsAt, hour time.Time) (map[string]*periodRat, error) {
 	// Difficulty per (account, job), summed exactly, then valued per job.
-	rows, err := tx.Query(ctx, `SELECT a.name, s.instance, s.job_id, s.share_diff FROM shares s
-		JOIN accounts a ON a.id = s.account_id
-		WHERE s.time >= $1 AND s.time < $2`, hour, hour.Add(time.Hour))
+	// Rows carry the account id, named afterwards (a join per row costs
+	// more than the sums).
+	names, err := pgSource{ctx: ctx, db: tx}.names(`SELECT id, name FROM accounts`)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, `SELECT account_id, instance, job_id, share_diff FROM shares
+		WHERE time >= $1 AND time < $2`, hour, hour.Add(time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("read shares: %w", err)
+	}
+	type idKey struct {
+		account       int64
+		instance, job string
 	}
 	type key struct{ account, instance, job string }
 	type acc struct {
 		shares int64
 		diff   sum
 	}
-	byKey := map[key]*acc{}
-	var k key
+	byID := map[idKey]*acc{}
+	var ik idKey
 	var d float64
 	var tmp big.Int
-	if _, err := pgx.ForEachRow(rows, []any{&k.account, &k.instance, &k.job, &d}, func() error {
-		a := byKey[k]
+	if _, err := pgx.ForEachRow(rows, []any{&ik.account, &ik.instance, &ik.job, &d}, func() error {
+		a := byID[ik]
 		if a == nil {
 			a = &acc{}
-			byKey[k] = a
+			byID[ik] = a
 		}
 		a.shares++
 		a.diff.addFloat(d, &tmp)
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("read shares: %w", err)
+	}
+	byKey := make(map[key]*acc, len(byID))
+	for ik, a := range byID {
+		name, ok := names[ik.account]
+		if !ok {
+			return nil, fmt.Errorf("read shares: account id %d is not in accounts", ik.account)
+		}
+		byKey[key{name, ik.instance, ik.job}] = a
 	}
 	values := map[[2]string]*big.Rat{}
 	fees := map[int64]*big.Rat{}
