@@ -2,9 +2,13 @@ package payout_test
 
 import (
 	"context"
+	"fmt"
 	"math/big"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/btcsuite/btcd/chaincfg/v2"
 
 	"github.com/wattpool/wattpool/shares/payout"
 )
@@ -33,11 +37,27 @@ func TestPPSCarriesTheFractionAcrossHours(t *testing.T) {
 		t.Fatalf("credited %v, %v; want hours 0 and 1", hours, err)
 	}
 	b.now = t0.Add(3*time.Hour + 10*time.Minute)
-	for i := range 2 {
-		hours, err = l.CreditPPS(ctx)
-		if err != nil || len(hours) != 1-i {
-			t.Fatalf("run %d credited %v, %v", i+1, hours, err)
-		}
+	// Two instances at once, then again: hour 2 is credited once.
+	var wg sync.WaitGroup
+	credited := make(chan int, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			other := payout.NewLedger(b.db, fmt.Sprintf("pool-%d", i%2), &chaincfg.MainNetParams, payout.WithClock(func() time.Time { return b.now }))
+			h, err := other.CreditPPS(ctx)
+			if err != nil {
+				t.Error(err)
+			}
+			credited <- len(h)
+		})
+	}
+	wg.Wait()
+	close(credited)
+	total := 0
+	for n := range credited {
+		total += n
+	}
+	if total != 1 || b.count("SELECT count(*) FROM payout_journals WHERE kind = 'pps'") != 3 {
+		t.Fatalf("4 concurrent runs credited %d hours; %d pps journals", total, b.count("SELECT count(*) FROM payout_journals WHERE kind = 'pps'"))
 	}
 	want := map[string]int64{"alice": 2_142_857_142, "bob": 714_285_714}
 	if got := b.balances(l); !equalMap(got, want) {
