@@ -127,6 +127,8 @@ type Config struct {
 	Allocator AllocatorConfig
 	// Payouts is the validated [payouts] configuration (payouts.go).
 	Payouts PayoutsConfig
+	// Audit is the validated [audit] configuration (audit.go).
+	Audit AuditConfig
 	// Notify is the validated [notify] configuration (notify.go).
 	Notify NotifyConfig
 }

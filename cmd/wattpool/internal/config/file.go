@@ -21,6 +21,8 @@ type File struct {
 	Allocator AllocatorFile `toml:"allocator"`
 	// Payouts is how block rewards are split (payouts.go).
 	Payouts PayoutsFile `toml:"payouts"`
+	// Audit is share-log retention (audit.go).
+	Audit AuditFile `toml:"audit"`
 	// Notify is where operator notifications go (notify.go).
 	Notify NotifyFile `toml:"notify"`
 }

@@ -204,6 +204,7 @@ func validate(f *File, from map[string]string, lookup func(string) (string, bool
 	}
 	v.allocator(f, c)
 	v.payouts(f, c)
+	v.audit(f, c)
 	v.notify(f, c)
 	return c, v.errs
 }
