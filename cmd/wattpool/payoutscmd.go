@@ -14,6 +14,7 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
+	"github.com/wattpool/wattpool/shares/audit"
 	"github.com/wattpool/wattpool/shares/payout"
 )
 
@@ -76,7 +77,8 @@ func cmdPayoutsExplain(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	found, res, err := payout.NewReader(conn).Explain(ctx, params.Params, block, nil)
+	// Retention archives answer for the days whose partitions were dropped.
+	found, res, err := payout.NewReader(conn).WithArchive(audit.NewArchiveReader(conn)).Explain(ctx, params.Params, block, nil)
 	if err != nil {
 		return explainError(block, params.Params, err)
 	}
