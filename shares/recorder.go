@@ -59,6 +59,7 @@ type options struct {
 	blockTimeout    time.Duration
 	registerer      prometheus.Registerer
 	now             func() time.Time
+	retention       retention // share partitions to archives (retention.go)
 }
 
 // Option tunes a Recorder.
@@ -426,6 +427,7 @@ func (r *Recorder) maintainPartitions(ctx context.Context) {
 		return
 	}
 	r.partitionsDone = now
+	r.archiveIfDue(ctx, now)
 }
 
 // pass drains the spool and flushes reject counts once.

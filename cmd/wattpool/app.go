@@ -166,7 +166,7 @@ func (a *app) buildSink(ctx context.Context) error {
 	}
 	a.recorder, err = shares.New(shares.Config{Instance: cfg.Instance, SpoolDir: cfg.SpoolDir}, a.db,
 		a.log.Named("shares"), shares.WithRegisterer(a.reg), shares.WithSpoolLimit(cfg.SpoolLimit),
-		spoolSyncOption(cfg.SpoolSync))
+		spoolSyncOption(cfg.SpoolSync), shares.WithRetention(cfg.Audit.ArchiveDir, cfg.Audit.Retention))
 	if err != nil {
 		return err
 	}

@@ -370,3 +370,32 @@ func conn(t *testing.T, db *pgxpool.Pool) *pgx.Conn {
 	t.Cleanup(c.Release)
 	return c.Conn()
 }
+
+// TestRecorderArchivesDaily: a recorder with retention archives the day
+// past it at its first pass, as serve's does once a day.
+func TestRecorderArchivesDaily(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	ledger(t, db, day)
+	dir := t.TempDir()
+	r, err := shares.New(shares.Config{Instance: "pool-a", SpoolDir: t.TempDir()}, db, zaptest.NewLogger(t),
+		shares.WithFlushInterval(time.Hour), shares.WithRetention(dir, 400*24*time.Hour),
+		shares.WithClock(func() time.Time { return day.AddDate(0, 0, 401) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(ctx)
+	var archived int64
+	for deadline := time.Now().Add(60 * time.Second); archived == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the recorder did not archive the day within 60s")
+		}
+		if err := db.QueryRow(ctx, "SELECT count(*) FROM audit_archives WHERE partition = 'shares_p20310330' AND shares = 501").Scan(&archived); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := audit.Verify(ctx, conn(t, db), audit.VerifyOptions{})
+	if err != nil || !rep.OK || rep.Archives != 1 || rep.Rows != 501 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
