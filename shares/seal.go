@@ -72,7 +72,7 @@ func (w *writer) seal(ctx context.Context, tx pgx.Tx) error {
 	for ; i < len(w.shares); i++ {
 		add(&w.shares[i])
 	}
-	if len(w.sealRows) == 0 || !schemaPresent(ctx, tx) {
+	if len(w.sealRows) == 0 {
 		return nil
 	}
 	if _, err := audit.Seal(ctx, tx, w.r.opts.instance, w.sealRows, w.r.opts.now()); err != nil {
@@ -84,18 +84,11 @@ func (w *writer) seal(ctx context.Context, tx pgx.Tx) error {
 // sealBlockShare seals a found block's share that RecordBlock's
 // transaction stored (none when the drain stored it first).
 func (r *Recorder) sealBlockShare(ctx context.Context, tx pgx.Tx, s *shareRow) error {
-	if !s.stored || !schemaPresent(ctx, tx) {
+	if !s.stored {
 		return nil
 	}
 	row := auditRow(s)
 	d, _ := audit.DigestRow(nil, &row)
 	_, err := audit.Seal(ctx, tx, r.opts.instance, []audit.Sealed{{ID: s.id, Digest: d, Time: s.rec.Time}}, r.opts.now())
 	return err
-}
-
-// schemaPresent is TEMPORARY (until migration 006 is in HEAD).
-func schemaPresent(ctx context.Context, tx pgx.Tx) bool {
-	var ok bool
-	_ = tx.QueryRow(ctx, "SELECT to_regclass('audit_head') IS NOT NULL").Scan(&ok)
-	return ok
 }

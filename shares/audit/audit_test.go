@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	_ "embed"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -33,9 +32,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-//go:embed schema.sql
-var schemaSQL string
-
 // newDB returns a migrated database of its own.
 func newDB(t testing.TB) *pgxpool.Pool {
 	t.Helper()
@@ -48,15 +44,6 @@ func newDB(t testing.TB) *pgxpool.Pool {
 	defer conn.Close(ctx)
 	if err := migrations.Apply(ctx, conn); err != nil {
 		t.Fatal(err)
-	}
-	var present bool
-	if err := conn.QueryRow(ctx, "SELECT to_regclass('audit_head') IS NOT NULL").Scan(&present); err != nil {
-		t.Fatal(err)
-	}
-	if !present {
-		if _, err := conn.Exec(ctx, schemaSQL); err != nil {
-			t.Fatal(err)
-		}
 	}
 	pool, err := pgxpool.New(ctx, url)
 	if err != nil {

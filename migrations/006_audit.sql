@@ -1,4 +1,4 @@
--- Tamper-evident share log (package shares/audit).
+-- 006_audit: the tamper-evident share log (package shares/audit).
 --
 -- Every share row is sealed in exactly one segment, in the transaction
 -- that stores it: segments are numbered in commit order (the head row is
