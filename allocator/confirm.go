@@ -261,14 +261,43 @@ func (c *confirmer) rate(group string) float64 {
 	return c.l.cfg.Rates.GroupRate(group, c.l.cfg.Config.Confirm.Window)
 }
 
-// start confirms r's action (taken at the loop's now): it supersedes a
-// pending confirmation of the group and returns at once.
-func (c *confirmer) start(r Record, g Group, rateBefore float64, covered bool, acted []MinerResult) {
+// start confirms r's action (taken at the loop's now) when confirm is
+// set, after acting on the restore batches left (rest, each
+// restore_batch_interval after the one before); it supersedes a pending
+// confirmation of the group and returns at once.
+func (c *confirmer) start(r Record, g Group, rateBefore float64, covered bool, acted []MinerResult, rest [][]string, confirm bool) {
+	if !confirm {
+		if len(rest) == 0 {
+			return
+		}
+		c.mu.Lock()
+		prev := c.jobs[r.Group]
+		ctx, cancel := context.WithCancelCause(c.ctx)
+		job := &confirmJob{ctx: ctx, cancel: cancel, done: make(chan struct{})}
+		c.jobs[r.Group] = job
+		c.mu.Unlock()
+		if prev != nil {
+			prev.cancel(errSuperseded)
+		}
+		c.wg.Go(func() {
+			defer close(job.done)
+			defer cancel(nil)
+			if prev != nil {
+				<-prev.done
+			}
+			_ = c.actBatches(ctx, r, rest, map[string]MinerResult{})
+		})
+		return
+	}
 	cs := c.l.cfg.Config.Confirm
 	now := c.l.now()
+	miners := len(acted)
+	for _, b := range rest {
+		miners += len(b)
+	}
 	conf := Confirmation{Group: r.Group, Instance: r.Instance, DecisionTime: r.Time, Action: r.Action,
 		State: ConfirmCurtailing, Since: now, Updated: now, RateBefore: rateBefore, RateNow: rateBefore,
-		Window: cs.Window, Miners: len(acted), Failed: failedOf(acted)}
+		Window: cs.Window, Miners: miners, Failed: failedOf(acted)}
 	c.mu.Lock()
 	if r.Action == ActionCurtail {
 		conf.RateReference = rateBefore
@@ -306,8 +335,27 @@ func (c *confirmer) start(r Record, g Group, rateBefore float64, covered bool, a
 		if prev != nil {
 			<-prev.done
 		}
-		c.run(ctx, r, conf, covered)
+		c.run(ctx, r, conf, covered, rest)
 	})
+}
+
+// actBatches acts on the restore batches left, restore_batch_interval
+// apart, noting failures in failed; it stops when ctx ends.
+func (c *confirmer) actBatches(ctx context.Context, r Record, rest [][]string, failed map[string]MinerResult) error {
+	for _, batch := range rest {
+		if err := c.wait(ctx, c.l.cfg.Config.Fleet.RestoreBatchInterval); err != nil {
+			return err
+		}
+		for _, m := range c.l.machines().ActMachines(ctx, r.Group, r.Action, batch) {
+			if !m.OK {
+				failed[m.Address] = m
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // supersede ends group's pending confirmation before a new action on the
@@ -395,7 +443,7 @@ func (c *confirmer) wait(ctx context.Context, d time.Duration) error {
 
 // run is one group's confirmation: check until confirmed or the timeout,
 // retry the action, and alert when the retries ran out.
-func (c *confirmer) run(ctx context.Context, r Record, conf Confirmation, covered bool) {
+func (c *confirmer) run(ctx context.Context, r Record, conf Confirmation, covered bool, rest [][]string) {
 	l := c.l
 	cs := l.cfg.Config.Confirm
 	poll, delay := l.cfg.ConfirmPoll, l.cfg.ReadBackDelay
@@ -424,6 +472,15 @@ func (c *confirmer) run(ctx context.Context, r Record, conf Confirmation, covere
 	}
 	for _, a := range addrs {
 		pendingAddr[a] = true
+	}
+	if len(rest) > 0 {
+		err := c.actBatches(ctx, r, rest, failed)
+		conf.Failed, conf.Updated = sortedFailures(failed), l.now()
+		if err != nil {
+			c.canceled(ctx, &conf, failed)
+			return
+		}
+		c.update(ctx, conf)
 	}
 	end := func(state ConfirmState, msg string) {
 		conf.State, conf.Updated, conf.Message = state, l.now(), msg

@@ -432,3 +432,73 @@ func TestConfirmStopsWithLeadership(t *testing.T) {
 		t.Fatalf("records %q", got)
 	}
 }
+
+// TestConfirmRestoreBatches: with restore_batch_size 1 a resume acts on
+// the first miner within the evaluation and on the others from the
+// confirmation, restore_batch_interval (10 s of the loop's clock) apart;
+// a curtailment goes at once.
+func TestConfirmRestoreBatches(t *testing.T) {
+	fleet := newFakeFleet("", "", "")
+	h, confirms, _ := confirmHarness(t, fleet, func(c *LoopConfig) {
+		c.Config.Fleet = FleetSpec{RestoreBatchSize: 1, RestoreBatchInterval: 10 * time.Second}
+	})
+	h.lease.v = 110
+	h.step()
+	settled(t, h.loop, "a")
+	h.lease.v = 100
+	h.step()
+	c := settled(t, h.loop, "a")
+	if c.State != ConfirmConfirmed || c.Miners != 3 || c.Action != ActionResume {
+		t.Fatalf("resume %+v", c)
+	}
+	want := [][]string{{"10.0.0.1:4028", "10.0.0.2:4028", "10.0.0.3:4028"}, {"10.0.0.1:4028"}, {"10.0.0.2:4028"}, {"10.0.0.3:4028"}}
+	if got := fleet.actCalls(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("acted on %v, want %v", got, want)
+	}
+	// Two batch intervals, then the 5 s settling delay; the first read
+	// confirms.
+	if !c.Since.Equal(c.DecisionTime) || c.Updated.Sub(c.Since) != 25*time.Second {
+		t.Fatalf("confirmed %v after the decision, want 2 × 10 s + 5 s", c.Updated.Sub(c.Since))
+	}
+	if got := confirms.states(); !slices.Equal(got[2:], []string{"resume resuming 0", "resume resuming 0", "resume confirmed 0"}) {
+		t.Fatalf("records %q", got)
+	}
+}
+
+// TestConfirmBatchesSuperseded: a curtailment decided during a staged
+// resume stops the batches left: the miners not yet woken are never
+// told to wake.
+func TestConfirmBatchesSuperseded(t *testing.T) {
+	fleet := newFakeFleet("", "", "")
+	inBatchWait := make(chan struct{}, 1)
+	var h *harness
+	h, _, _ = confirmHarness(t, fleet, func(c *LoopConfig) {
+		c.Config.Fleet = FleetSpec{RestoreBatchSize: 1, RestoreBatchInterval: time.Hour}
+		c.Wait = func(ctx context.Context, d time.Duration) error {
+			if d == time.Hour {
+				inBatchWait <- struct{}{}
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			h.clock.advance(d)
+			return ctx.Err()
+		}
+	})
+	h.lease.v = 110
+	h.step()
+	settled(t, h.loop, "a")
+	h.lease.v = 100
+	h.step()
+	<-inBatchWait
+	h.lease.v = 110
+	h.step()
+	c := settled(t, h.loop, "a")
+	if c.Action != ActionCurtail || c.State != ConfirmConfirmed {
+		t.Fatalf("latest %+v", c)
+	}
+	all := []string{"10.0.0.1:4028", "10.0.0.2:4028", "10.0.0.3:4028"}
+	want := [][]string{all, {"10.0.0.1:4028"}, all}
+	if got := fleet.actCalls(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("acted on %v, want %v", got, want)
+	}
+}

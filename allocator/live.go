@@ -681,7 +681,21 @@ func (l *Loop) act(ctx context.Context, records []Record) error {
 			rateBefore = l.confirm.rate(r.Group)
 		}
 		if m := l.machines(); m != nil && m.Covers(r.Group) {
-			rs := m.ActMachines(ctx, r.Group, r.Action, nil)
+			// A resume in batches: the first is taken here, the rest
+			// restore_batch_interval apart by the group's confirmation
+			// (a new switch supersedes them), so that a long staged
+			// restore never holds up the next evaluation.
+			var first []string
+			var rest [][]string
+			if bs := l.cfg.Config.Fleet.RestoreBatchSize; r.Action == ActionResume && bs > 0 {
+				if addrs := m.Addresses(r.Group); len(addrs) > bs {
+					first = addrs[:bs]
+					for lo := bs; lo < len(addrs); lo += bs {
+						rest = append(rest, addrs[lo:min(lo+bs, len(addrs))])
+					}
+				}
+			}
+			rs := m.ActMachines(ctx, r.Group, r.Action, first)
 			failed := failedOf(rs)
 			if len(rs) > 0 && len(failed) == len(rs) {
 				r.Outcome, r.Error = OutcomeFailed, summarize(r.Action, r.Group, rs, failed)
@@ -697,9 +711,7 @@ func (l *Loop) act(ctx context.Context, records []Record) error {
 				r.Error = summarize(r.Action, r.Group, rs, failed)
 			}
 			l.logSwitch(r)
-			if confirm {
-				l.confirm.start(*r, l.group(r.Group), rateBefore, true, rs)
-			}
+			l.confirm.start(*r, l.group(r.Group), rateBefore, true, rs, rest, confirm)
 			continue
 		}
 		if err := l.cfg.Actuator.Apply(ctx, r.Decision); err != nil {
@@ -712,9 +724,7 @@ func (l *Loop) act(ctx context.Context, records []Record) error {
 		}
 		r.Outcome = OutcomeOK
 		l.logSwitch(r)
-		if confirm {
-			l.confirm.start(*r, l.group(r.Group), rateBefore, false, nil)
-		}
+		l.confirm.start(*r, l.group(r.Group), rateBefore, false, nil, nil, confirm)
 	}
 	return nil
 }

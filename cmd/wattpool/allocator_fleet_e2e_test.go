@@ -333,8 +333,8 @@ timeout = "2s"
 	if s := status("rack-c"); s.Mining != 2 {
 		t.Fatalf("rack-c after resume: %+v", s)
 	}
-	if !strings.Contains(pool.logs.String(), `"batches": 2`) && !strings.Contains(pool.logs.String(), `"batches":2`) {
-		t.Error("no fleet action in two restore batches in the log")
+	if n := strings.Count(pool.logs.String(), `"action":"resume","miners":1,`); n != 2 {
+		t.Errorf("%d fleet resumes of one miner in the log, want 2 (one per restore batch)", n)
 	}
 
 	// $110: all three curtailed. rack-c confirms again; rack-b reports

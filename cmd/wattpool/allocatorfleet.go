@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
@@ -118,9 +117,13 @@ func (a *fleetActuator) miners(group string, only []string) []fleet.Miner {
 	if only == nil {
 		return ms
 	}
+	want := make(map[string]bool, len(only))
+	for _, a := range only {
+		want[a] = true
+	}
 	out := make([]fleet.Miner, 0, len(only))
 	for _, m := range ms {
-		if slices.Contains(only, m.Address) {
+		if want[m.Address] {
 			out = append(out, m)
 		}
 	}
