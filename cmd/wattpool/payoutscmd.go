@@ -78,12 +78,25 @@ func cmdPayoutsExplain(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	// Retention archives answer for the days whose partitions were dropped.
-	found, res, err := payout.NewReader(conn).WithArchive(audit.NewArchiveReader(conn)).Explain(ctx, params.Params, block, nil)
+	r, ledger := payout.NewReader(conn).WithArchive(audit.NewArchiveReader(conn)), payout.NewLedger(conn, "cli", params.Network)
+	found, res, err := r.Explain(ctx, params.Params, block, nil)
 	if err != nil {
 		return explainError(block, params.Params, err)
 	}
+	history, err := ledger.History(ctx)
+	if err != nil {
+		return fmt.Errorf("payouts explain: %w", err)
+	}
+	if p, ok := history.At(found.FoundAt); ok && p.Params.Equal(params.Params) && !p.From.Equal(payout.Epoch) {
+		// As the ledger computes it: the window starts no earlier than
+		// these parameters did.
+		found.NotBefore = p.From
+		if res, err = payout.Compute(params.Params, found.Block, r.Source(ctx), nil); err != nil {
+			return explainError(block, params.Params, fmt.Errorf("block %s: %w", block, err))
+		}
+	}
 	doc := newExplainJSON(found, res)
-	entries, credited, err := payout.NewLedger(conn, "cli", params.Network).BlockEntries(ctx, block)
+	entries, credited, err := ledger.BlockEntries(ctx, block)
 	if err != nil {
 		return fmt.Errorf("payouts explain: %w", err)
 	}

@@ -391,6 +391,18 @@ func (l *Ledger) Paid(ctx context.Context, batch int64, txid string) error {
 			}
 			return fmt.Errorf("batch %d was recorded as paid by %s already", batch, *old)
 		}
+		var raw []byte
+		if err := tx.QueryRow(ctx, `SELECT psbt FROM payout_batches WHERE id = $1`, batch).Scan(&raw); err != nil {
+			return fmt.Errorf("batch %d: read its PSBT: %w", batch, err)
+		}
+		p, err := DecodePSBT(raw)
+		if err != nil {
+			return fmt.Errorf("batch %d: its stored PSBT: %w", batch, err)
+		}
+		if want, ok := fixedTxID(p); ok && want != txid {
+			// Native segwit inputs: signing does not change the txid.
+			return fmt.Errorf("batch %d is transaction %s (its inputs are all native segwit, so signing keeps the txid), not %s", batch, want, txid)
+		}
 		if _, err := tx.Exec(ctx, `UPDATE payout_batches SET status = 'paid', txid = $2, paid_at = $3 WHERE id = $1`, batch, txid, l.now()); err != nil {
 			return fmt.Errorf("batch %d: record txid: %w", batch, err)
 		}
@@ -407,4 +419,21 @@ func DecodeAddressScript(script []byte, net *chaincfg.Params) string {
 		return ""
 	}
 	return addrs[0].String()
+}
+
+// fixedTxID returns the txid a PSBT's transaction will have once signed
+// when every input is native segwit (P2WPKH, P2TR): their signatures live
+// in the witness, outside the txid. Otherwise false.
+func fixedTxID(p *PSBT) (string, bool) {
+	for _, s := range p.Spent {
+		if s == nil {
+			return "", false
+		}
+		switch txscript.GetScriptClass(s.PkScript) {
+		case txscript.WitnessV0PubKeyHashTy, txscript.WitnessV1TaprootTy:
+		default:
+			return "", false
+		}
+	}
+	return p.Tx.TxHash().String(), true
 }

@@ -174,7 +174,11 @@ func TestPayBatch(t *testing.T) {
 		t.Fatalf("balances after the batch %v, want %v", got, want)
 	}
 	// The txid, once paid; again the same is a no-op, another refused.
-	txid := strings.Repeat("ab", 32)
+	// The inputs are P2WPKH: the txid is the unsigned transaction's.
+	txid := p.Tx.TxHash().String()
+	if err := l.Paid(ctx, batch.ID, strings.Repeat("ab", 32)); err == nil || !strings.Contains(err.Error(), "is transaction "+txid) {
+		t.Errorf("a txid that is not the batch's: %v", err)
+	}
 	if err := l.Paid(ctx, batch.ID, txid); err != nil {
 		t.Fatal(err)
 	}
