@@ -67,12 +67,14 @@ type dueBlock struct {
 }
 
 // dueBlocks lists mature blocks without a block journal and orphaned
-// blocks with one but no reversal, oldest first.
+// blocks with one but no reversal, oldest first. Solo blocks (found on a
+// job with a solo_script) are never due: their coinbase paid the finder.
 func (l *Ledger) dueBlocks(ctx context.Context) ([]dueBlock, error) {
 	rows, err := l.db.Query(ctx, `SELECT b.hash, b.status = 'orphaned' FROM blocks b
-		WHERE (b.status = 'mature' AND NOT EXISTS (SELECT 1 FROM payout_journals j WHERE j.kind = 'block' AND j.block_hash = b.hash))
+		WHERE ((b.status = 'mature' AND NOT EXISTS (SELECT 1 FROM payout_journals j WHERE j.kind = 'block' AND j.block_hash = b.hash))
 		   OR (b.status = 'orphaned' AND EXISTS (SELECT 1 FROM payout_journals j WHERE j.kind = 'block' AND j.block_hash = b.hash)
-		       AND NOT EXISTS (SELECT 1 FROM payout_journals j WHERE j.kind = 'reversal' AND j.block_hash = b.hash))
+		       AND NOT EXISTS (SELECT 1 FROM payout_journals j WHERE j.kind = 'reversal' AND j.block_hash = b.hash)))
+		  AND NOT EXISTS (SELECT 1 FROM jobs sj WHERE sj.instance = b.instance AND sj.job_id = b.job_id AND sj.solo_script IS NOT NULL)
 		ORDER BY b.found_at, b.hash`)
 	if err != nil {
 		return nil, fmt.Errorf("list blocks due for crediting: %w", err)
@@ -116,6 +118,9 @@ func (l *Ledger) CreditBlock(ctx context.Context, hash chainhash.Hash) (bool, er
 		b, err := r.Block(ctx, hash)
 		if err != nil {
 			return err
+		}
+		if b.Solo {
+			return fmt.Errorf("block %s: %w", hash, ErrSoloBlock)
 		}
 		if b.Status != "mature" {
 			return fmt.Errorf("block %s is %s: %w", hash, b.Status, ErrNotMature)

@@ -10,10 +10,20 @@ import (
 	"github.com/btcsuite/btcd/chainhash/v2"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/wattpool/wattpool/stratum/work"
 )
 
 // ErrUnknownBlock is returned for a block the ledger does not have.
 var ErrUnknownBlock = errors.New("block not in the ledger")
+
+// soloJobPattern matches the job IDs of solo jobs (work.SoloJobPrefix).
+const soloJobPattern = work.SoloJobPrefix + "%"
+
+// ErrSoloBlock is returned for a block found on a solo job: its coinbase
+// paid the miner's address (less the pool fee) directly, so the pool's
+// schemes credit nobody for it.
+var ErrSoloBlock = errors.New("block was mined solo: its coinbase paid the finder's address directly and the pool's schemes credit nobody for it")
 
 // DB is what the reader needs of a connection, pool or transaction.
 type DB interface {
@@ -37,18 +47,24 @@ type StoredBlock struct {
 	Hash   chainhash.Hash
 	Height int64
 	Status string
+	// Solo is set for a block found on a solo job (its job's
+	// solo_script is set, migration 007).
+	Solo bool
 }
 
-// Block reads a found block, its job's network difficulty and the pool's
-// previous block that was not orphaned.
+// Block reads a found block, its job's network difficulty, whether it was
+// mined solo, and the pool's previous block that was not orphaned (solo
+// blocks are not the pool's: they end no prop round).
 func (r *Reader) Block(ctx context.Context, hash chainhash.Hash) (StoredBlock, error) {
 	b := StoredBlock{Hash: hash}
 	var netDiff *float64
 	var prev *time.Time
 	err := r.db.QueryRow(ctx, `SELECT b.found_at, b.coinbase_sats, b.height, b.status::text, j.network_diff,
-		(SELECT max(p.found_at) FROM blocks p WHERE p.found_at < b.found_at AND p.status <> 'orphaned')
+		(SELECT max(p.found_at) FROM blocks p WHERE p.found_at < b.found_at AND p.status <> 'orphaned'
+			AND NOT EXISTS (SELECT 1 FROM jobs pj WHERE pj.instance = p.instance AND pj.job_id = p.job_id AND pj.solo_script IS NOT NULL)),
+		j.solo_script IS NOT NULL
 		FROM blocks b LEFT JOIN jobs j ON j.instance = b.instance AND j.job_id = b.job_id WHERE b.hash = $1`,
-		hash[:]).Scan(&b.FoundAt, &b.CoinbaseSats, &b.Height, &b.Status, &netDiff, &prev)
+		hash[:]).Scan(&b.FoundAt, &b.CoinbaseSats, &b.Height, &b.Status, &netDiff, &prev, &b.Solo)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return b, fmt.Errorf("block %s: %w", hash, ErrUnknownBlock)
 	}
@@ -78,7 +94,11 @@ type pgSource struct {
 // Walk streams the shares newest first, served by the shares primary key
 // (time, share_id) backwards: memory does not grow with the window. Rows
 // carry account and worker ids, named from maps read first (a join per
-// row doubles the time of a million-share window).
+// row doubles the time of a million-share window). Solo shares are left
+// out: they never enter the pool's schemes. They are told by their job ID
+// (work.SoloJobPrefix; the job's solo_script is set too), a filter on the
+// row itself: an anti-join on jobs made PostgreSQL sort the whole range
+// rather than stream it in index order.
 func (s pgSource) Walk(end, since time.Time, fn func(Share) (bool, error)) error {
 	accounts, err := s.names(`SELECT id, name FROM accounts`)
 	if err != nil {
@@ -89,7 +109,8 @@ func (s pgSource) Walk(end, since time.Time, fn func(Share) (bool, error)) error
 		return err
 	}
 	sql := `SELECT time, share_id, account_id, worker_id, share_diff FROM shares
-		WHERE time <= $1 AND ($2::timestamptz IS NULL OR time > $2) ORDER BY time DESC, share_id DESC`
+		WHERE time <= $1 AND ($2::timestamptz IS NULL OR time > $2) AND job_id NOT LIKE '` + soloJobPattern + `'
+		ORDER BY time DESC, share_id DESC`
 	var lower *time.Time
 	if !since.IsZero() {
 		lower = &since
@@ -148,6 +169,9 @@ func (r *Reader) Explain(ctx context.Context, p Params, hash chainhash.Hash, eac
 	b, err := r.Block(ctx, hash)
 	if err != nil {
 		return b, Result{}, err
+	}
+	if b.Solo {
+		return b, Result{Params: p}, fmt.Errorf("block %s: %w", hash, ErrSoloBlock)
 	}
 	res, err := Compute(p, b.Block, r.Source(ctx), each)
 	if err != nil {
