@@ -190,10 +190,16 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	}
 	fmt.Fprintf(out, "demo: regtest chain at height %d (segwit active from 432)\n", height)
 
+	// serve's fleet actuator reads the inventory's passwords from the
+	// environment: the simulated Antminers' is the demo's.
+	if err := os.Setenv(demoFirmwarePasswordEnv, demoFirmwarePassword); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
 	// The allocator's world: a market the demo serves (bitcoin priced so
 	// that hashprice stays $45/PH/day on regtest, and a lease price that
-	// alternates), and the fleet's control API, which the allocator acts
-	// through. The fleet is built once the pool's address is known.
+	// alternates), and minersim's control API (the allocator acts
+	// through the firmware APIs, see demofleet.go). The fleet is built
+	// once the pool's address is known.
 	var fleetHandler atomic.Pointer[http.Handler]
 	market := &demoMarket{node: o.Node, every: o.LeaseEvery, start: time.Now()}
 	if market.every <= 0 {
@@ -286,9 +292,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 		return nil, err
 	}
 	defer fw.close()
-	// The allocator's group commands reach the miners through their
-	// firmware drivers; the rest of the control API is minersim's.
-	h := fw.controlHandler(fleet.Handler())
+	h := fleet.Handler()
 	fleetHandler.Store(&h)
 	fwDone := make(chan struct{})
 	go func() { defer close(fwDone); fw.serve(runCtx) }()
@@ -297,7 +301,7 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 	fmt.Fprintf(out, "demo: their firmware APIs: %s; inventory %s (try '%s=%s wattpool fleet status --inventory %s --pool http://%s')\n",
 		fw.describe(), o.inventory, demoFirmwarePasswordEnv, demoFirmwarePassword, o.inventory, cfg.HTTPAddr)
 	fmt.Fprintf(out, "demo: allocator (act, every %v): rack-a (17.5 J/TH) mines for $65/MWh after $40 energy, rack-b (35 J/TH) for $12.50; "+
-		"the lease pays $%g then $%g (less energy: $%g, then $%g) for %v each, so rack-b is curtailed and resumed through its miners' firmware drivers (the allocator's minersim actuator posts to %s, which acts with the fleet package); "+
+		"the lease pays $%g then $%g (less energy: $%g, then $%g) for %v each, so rack-b is curtailed and resumed through its miners' firmware (allocator.actuator = \"fleet\"; minersim's own control API: %s); "+
 		"see http://%s/api/v1/allocator and 'wattpool allocator report'\n",
 		cfg.Allocator.Interval, demoLeaseLow, demoLeaseHigh, demoLeaseLow-40, demoLeaseHigh-40, market.every, controlURL, cfg.HTTPAddr)
 
@@ -352,8 +356,9 @@ func runDemo(ctx context.Context, o demoOptions) (*demoResult, error) {
 
 // demoConfig follows found blocks every 2 s, so side-chain blocks are
 // marked orphaned quickly, and runs the allocator over the demo's two
-// groups (rack-a efficient, rack-b not) in mode act, acting through
-// minersim's control API, with prices from the demo market. The
+// groups (rack-a efficient, rack-b not) in mode act, acting through the
+// miners' firmware drivers (actuator "fleet": rack-a LuxOS, rack-b the
+// Antminer CGI), with prices from the demo market. The
 // [[stratum.group]] rules come from demoGroupRules.
 const demoConfig = `
 [database]
@@ -363,8 +368,15 @@ block_check_interval = "2s"
 mode = "act"
 interval = "1s"
 pool_fee_bps = 200
-actuator = "minersim"
-minersim_url = "%[1]s"
+actuator = "fleet"
+call_timeout = "2s"
+# Wake one miner at a time, a quarter second apart, as a site limits inrush.
+restore_batch_size = 1
+restore_batch_interval = "250ms"
+# The closed loop over a short window: simulated miners at a few hashes a
+# second show a curtailment within seconds.
+confirm_window = "3s"
+confirm_timeout = "20s"
 # Simulated miners grind a few hashes a second, not terahashes.
 hashrate_alert_fraction = 0
 # Regtest halves the subsidy every 150 blocks, and the demo mines a block
@@ -376,7 +388,7 @@ confirm_m = 3
 fees_window = 10
 # The simulated miners' firmware APIs (rack-a LuxOS, rack-b Antminer CGI),
 # read by 'wattpool fleet' and the pool's wrong-group report.
-inventory = %[3]q
+inventory = %[2]q
 [allocator.lease]
 price = 120
 energy_paid_by = "operator"
@@ -393,12 +405,12 @@ source = "static"
 value = 40
 [allocator.prices.btc_usd]
 source = "http"
-url = "%[2]s"
+url = "%[1]s"
 path = "btc_usd"
 refresh = "1s"
 [allocator.prices.lease_usd_per_mwh]
 source = "http"
-url = "%[2]s"
+url = "%[1]s"
 path = "lease_usd_per_mwh"
 refresh = "1s"
 `
@@ -515,8 +527,13 @@ func demoGroupsLine(v *allocatorView, a *app) string {
 	}
 	var b strings.Builder
 	for _, g := range v.Groups {
-		fmt.Fprintf(&b, " %s %s (mining $%.2f vs curtailed $%.2f per MWh; %d shares)", g.Name, strings.ToUpper(g.State),
-			g.MiningUSDPerMWh, g.CurtailedUSDPerMWh, shares[g.Name])
+		confirm := ""
+		if g.Confirm != nil {
+			// The closed loop: the pool's share rate shows the action.
+			confirm = fmt.Sprintf("; %s %s", g.Confirm.Action, g.Confirm.State)
+		}
+		fmt.Fprintf(&b, " %s %s (mining $%.2f vs curtailed $%.2f per MWh; %d shares%s)", g.Name, strings.ToUpper(g.State),
+			g.MiningUSDPerMWh, g.CurtailedUSDPerMWh, shares[g.Name], confirm)
 	}
 	return b.String()
 }
@@ -636,7 +653,7 @@ func demoPoolConfig(o demoOptions, dir, payout string) (*config.Config, error) {
 		// demo: the password secures nothing).
 		demoFirmwarePasswordEnv: demoFirmwarePassword,
 	}
-	raw := fmt.Sprintf(demoConfig, o.controlURL, o.marketURL, o.inventory) + demoGroupRules(o.Miners)
+	raw := fmt.Sprintf(demoConfig, o.marketURL, o.inventory) + demoGroupRules(o.Miners)
 	cfg, err := config.Parse([]byte(raw), func(k string) (string, bool) { v, ok := vars[k]; return v, ok })
 	if err != nil {
 		return nil, fmt.Errorf("demo configuration:\n%w", err)

@@ -17,8 +17,9 @@ import (
 
 // TestDemoAllocator runs the demo with the lease price switching every
 // 5 s (each switch confirmed by 3 evaluations a second apart): the lease wins for rack-b ($70 − $40 = $30 > $12.50) and loses
-// again ($10 < $12.50), so rack-b is curtailed and resumed through the
-// control API, while rack-a ($65) mines throughout.
+// again ($10 < $12.50), so rack-b is curtailed and resumed through its
+// miners' Antminer firmware (actuator "fleet"), and the closed loop sees
+// the pool's share rate follow, while rack-a ($65) mines throughout.
 func TestDemoAllocator(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	node := testenv.StartBtcd(t)
@@ -41,6 +42,9 @@ func TestDemoAllocator(t *testing.T) {
 	// idle each, rack-a's two S19 XPs (140 TH/s at 21.5 J/TH) mining.
 	if !strings.Contains(out.String(), "fleet: rack-a (luxos) 2 mining, 0 asleep, 280 TH/s, 6.0 kW; rack-b (antminer) 0 mining, 2 asleep, 0 TH/s, 40 W") {
 		t.Errorf("no fleet status line with rack-b's miners asleep through their Antminer firmware")
+	}
+	if !strings.Contains(out.String(), "rack-b CURTAILED") || !strings.Contains(out.String(), "; curtail confirmed)") {
+		t.Errorf("no status line with rack-b's curtailment confirmed by the pool's share rate")
 	}
 	if res.Allocator == nil || res.Allocator.Role != "leader" || len(res.Allocator.Groups) != 2 {
 		t.Fatalf("allocator view at the end: %+v", res.Allocator)

@@ -3,10 +3,8 @@ package main
 import (
 	"context"
 	"encoding/csv"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"net/netip"
 	"os"
 	"strings"
@@ -20,9 +18,9 @@ import (
 // The demo's miners on real drivers: rack-a's simulated miners serve the
 // LuxOS API, rack-b's the stock Antminer CGI (digest auth), each on a
 // loopback address of its own, which is also where its pool connection
-// comes from. The demo writes their inventory, so `wattpool fleet` and the
-// pool's wrong-group report see them, and reads every miner through its
-// driver for the status line.
+// comes from. The demo writes their inventory, so the allocator's fleet
+// actuator, `wattpool fleet` and the pool's wrong-group report see them,
+// and reads every miner through its driver for the status line.
 
 // The simulated Antminer firmware's password and the variable the
 // inventory names for it (regtest demo: it secures nothing).
@@ -146,35 +144,6 @@ func (d *demoFirmware) close() {
 		s.Close()
 	}
 	d.reg.Close()
-}
-
-// controlHandler answers the allocator's minersim actuator: a group
-// curtail or resume is carried out through the miners' firmware drivers
-// (curtail at once, resume a quarter of the fleet at a time, each
-// miner read back), and answered with minersim's group status, which the
-// actuator checks; every other request goes to sim, minersim's own API.
-func (d *demoFirmware) controlHandler(sim http.Handler) http.Handler {
-	act := fleet.NewActuator(d.inv, fleet.Options{Drivers: d.reg, CallTimeout: 2 * time.Second, Verify: true,
-		RestoreBatchSize: max(1, d.total/4), RestoreBatchInterval: 200 * time.Millisecond})
-	mux := http.NewServeMux()
-	for name, action := range map[string]fleet.Action{"curtail": fleet.ActionCurtail, "resume": fleet.ActionResume} {
-		mux.HandleFunc("POST /api/v1/groups/{name}/"+name, func(w http.ResponseWriter, r *http.Request) {
-			group := r.PathValue("name")
-			if _, err := act.Act(r.Context(), group, action); err != nil {
-				http.Error(w, err.Error(), http.StatusBadGateway)
-				return
-			}
-			g, ok := d.fleet.GroupStatus(group)
-			if !ok {
-				http.Error(w, "no group "+group, http.StatusNotFound)
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			_ = json.NewEncoder(w).Encode(g)
-		})
-	}
-	mux.Handle("/", sim)
-	return mux
 }
 
 // describe names each group's driver and address range.
