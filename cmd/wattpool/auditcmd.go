@@ -95,11 +95,15 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.Var(&from, "from", "check the segments with shares from this `time` on (RFC 3339, or a duration ago such as 24h)")
 	fs.Var(&to, "to", "check the segments with shares before this `time` (RFC 3339, or a duration ago)")
 	format := fs.String("format", "table", "output `format`: table or json")
+	streams := fs.Int("streams", audit.DefaultStreams, "how many partitions and archives are read at once (`n`): a connection and a database core each")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := checkFormat("audit verify", *format, "table", "json"); err != nil {
 		return err
+	}
+	if *streams < 1 || *streams > 64 {
+		return usageError{fmt.Sprintf("audit verify: -streams %d is not in 1..64", *streams)}
 	}
 	if !from.t.IsZero() && !to.t.IsZero() && !from.t.Before(to.t) {
 		return usageError{fmt.Sprintf("audit verify: -from %s is not before -to %s", from.t.Format(time.RFC3339), to.t.Format(time.RFC3339))}
@@ -109,7 +113,7 @@ func cmdAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	rep, err := audit.Verify(ctx, conn, audit.VerifyOptions{From: from.t, To: to.t})
+	rep, err := audit.Verify(ctx, conn, audit.VerifyOptions{From: from.t, To: to.t, Streams: *streams})
 	if err != nil {
 		return fmt.Errorf("audit verify: %w", err)
 	}

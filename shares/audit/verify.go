@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -84,7 +85,16 @@ type VerifyOptions struct {
 	// From and To (exclusive) select the segments having rows in the
 	// range and the rows in it; zero values leave that side open.
 	From, To time.Time
+	// Streams is how many partitions and archives are read at once
+	// (default DefaultStreams); each partition stream beyond the first
+	// opens a connection of its own.
+	Streams int
 }
+
+// DefaultStreams is Verify's parallelism when not set: PostgreSQL sends a
+// COPY from one backend, one core, so the streams of several partitions
+// are what scales verification with the database server's cores.
+const DefaultStreams = 2
 
 // segHeader is a segment's stored header.
 type segHeader struct {
@@ -242,38 +252,6 @@ func uuidString(id [16]byte) string {
 
 func (v *verifier) inRange(us int64) bool { return us >= v.from && us < v.to }
 
-// row takes one tuple read from source src.
-func (v *verifier) row(t []byte, src int32) error {
-	v.rows++
-	r := rowSeen{id: TupleID(t), digest: sha256.Sum256(t), src: src, us: int64(beUint64(t[timeAt:]))}
-	i := v.x.lookup(r.id)
-	if i < 0 {
-		if v.inRange(r.us) {
-			tm := pgTime(r.us)
-			v.add(Problem{Kind: KindInserted, ShareID: uuidString(r.id), Time: &tm, Source: v.sources[src],
-				Detail: "no segment sealed this share id"})
-		}
-		return nil
-	}
-	s := &v.x.segs[i]
-	if !s.selected {
-		return nil
-	}
-	if s.done {
-		// Every sealed row of the segment was read, and matched or was
-		// reported: this one is extra.
-		tm := pgTime(r.us)
-		v.add(Problem{Kind: KindInserted, ShareID: uuidString(r.id), Segment: s.Seq, Time: &tm, Source: v.sources[src],
-			Detail: "a row beyond the segment's sealed count (an id never sealed, or a second copy of a sealed row)"})
-		return nil
-	}
-	s.found = append(s.found, r)
-	if int64(len(s.found)) == s.Shares {
-		return v.finish(s)
-	}
-	return nil
-}
-
 func beUint64(b []byte) uint64 {
 	_ = b[7]
 	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
@@ -282,21 +260,23 @@ func beUint64(b []byte) uint64 {
 
 // finish checks a segment's rows against its rows hash, naming the rows
 // from its locator when they differ.
-func (v *verifier) finish(s *segHeader) error {
+func (v *verifier) finish(s *segHeader) {
 	s.done = true
 	found := s.found
 	s.found = nil
-	slices.SortFunc(found, func(a, b rowSeen) int { return bytes.Compare(a.id[:], b.id[:]) })
+	byID := func(a, b rowSeen) int { return bytes.Compare(a.id[:], b.id[:]) }
+	if !slices.IsSortedFunc(found, byID) { // a segment's rows mostly come in order
+		slices.SortFunc(found, byID)
+	}
 	v.scratch = v.scratch[:0]
 	for i := range found {
 		v.scratch = append(v.scratch, found[i].digest)
 	}
 	if int64(len(found)) == s.Shares && rowsHashOf(v.scratch) == s.RowsHash {
-		return nil
+		return
 	}
-	// Named once the stream ends: the connection is busy with it.
+	// Named once the streams end: the connection is busy with them.
 	v.bad = append(v.bad, badSegment{s, found})
-	return nil
 }
 
 // badSegment is a segment whose rows differ from its seal.
@@ -366,8 +346,11 @@ func (v *verifier) name(s *segHeader, found []rowSeen) error {
 // Verify re-reads every share row in PostgreSQL and in the retention
 // archives (or those of opts' range) and recomputes the chain of sealed
 // segments, naming every row inserted, changed or deleted behind the
-// ledger's back. The rows stream with COPY TO in binary form and are
-// hashed as they arrive, without decoding.
+// ledger's back. Each partition and archive is a stream of its own: rows
+// come with COPY TO in binary form and are hashed as they arrive, without
+// decoding, by opts.Streams workers (each partition stream on a
+// connection of its own, opened like db), while one goroutine matches
+// them to their segments.
 func Verify(ctx context.Context, db *pgx.Conn, opts VerifyOptions) (Report, error) {
 	start := time.Now()
 	var rep Report
@@ -406,6 +389,7 @@ func Verify(ctx context.Context, db *pgx.Conn, opts VerifyOptions) (Report, erro
 		rep.Segments++
 		lo, hi = min(lo, pgMicros(s.MinTime)), max(hi, pgMicros(s.MaxTime)+1)
 	}
+	var jobs []streamJob
 	archives, err := listArchives(ctx, db)
 	if err != nil {
 		return rep, err
@@ -415,22 +399,28 @@ func Verify(ctx context.Context, db *pgx.Conn, opts VerifyOptions) (Report, erro
 			continue
 		}
 		rep.Archives++
-		src := int32(len(v.sources))
+		jobs = append(jobs, streamJob{archive: &a, src: int32(len(v.sources))})
 		v.sources = append(v.sources, a.Path)
-		if err := readArchive(a, func(t []byte) error { return v.row(t, src) }); err != nil {
-			v.add(Problem{Kind: KindArchive, Source: a.Path, Detail: fmt.Sprintf("partition %s: %v", a.Partition, err)})
-		}
 	}
-	v.sources = append(v.sources, "shares")
-	if err := copyShares(ctx, db, lo, hi, ranged, func(t []byte) error { return v.row(t, int32(len(v.sources)-1)) }); err != nil {
+	parts, err := partitions(ctx, db, lo, hi)
+	if err != nil {
+		return rep, err
+	}
+	for _, p := range parts {
+		jobs = append(jobs, streamJob{partition: p, sql: copySQL(p, lo, hi, ranged), src: int32(len(v.sources))})
+		v.sources = append(v.sources, p)
+	}
+	streams := opts.Streams
+	if streams <= 0 {
+		streams = DefaultStreams
+	}
+	if err := v.stream(ctx, db, jobs, streams); err != nil {
 		return rep, err
 	}
 	for i := range x.segs {
 		s := &x.segs[i]
 		if s.selected && !s.done {
-			if err := v.finish(s); err != nil {
-				return rep, err
-			}
+			v.finish(s)
 		}
 	}
 	for _, b := range v.bad {
@@ -448,9 +438,191 @@ func Verify(ctx context.Context, db *pgx.Conn, opts VerifyOptions) (Report, erro
 	return rep, nil
 }
 
-// copyShares streams the share rows with lo <= time < hi (all when not
-// ranged) as binary COPY tuples.
-func copyShares(ctx context.Context, db *pgx.Conn, lo, hi int64, ranged bool, fn func([]byte) error) error {
+// streamJob is one partition or archive to read.
+type streamJob struct {
+	archive   *ArchiveInfo
+	partition string
+	sql       string
+	src       int32
+}
+
+// seenBatch is what a stream worker hands the matcher: rows hashed, or a
+// problem with a whole archive.
+type seenBatch struct {
+	rows    []rowSeen
+	problem *Problem
+}
+
+// stream runs the jobs on n workers and matches their rows to segments in
+// this goroutine. Worker 0 reads partitions on db; the others open
+// connections of their own when there are partitions left for them.
+func (v *verifier) stream(ctx context.Context, db *pgx.Conn, jobs []streamJob, n int) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	queue := make(chan streamJob, len(jobs))
+	for _, j := range jobs {
+		queue <- j
+	}
+	close(queue)
+	out := make(chan seenBatch, 4*n)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := range min(n, max(1, len(jobs))) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- v.work(ctx, db, w, queue, out)
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	for b := range out {
+		if b.problem != nil {
+			v.add(*b.problem)
+		}
+		for i := range b.rows {
+			v.seen(b.rows[i])
+		}
+	}
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// work is one stream worker: it takes jobs until none are left.
+func (v *verifier) work(ctx context.Context, db *pgx.Conn, w int, queue <-chan streamJob, out chan<- seenBatch) error {
+	var conn *pgx.Conn
+	if w == 0 {
+		conn = db
+	}
+	defer func() {
+		if conn != nil && conn != db {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	var batch []rowSeen
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		select {
+		case out <- seenBatch{rows: batch}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		batch = make([]rowSeen, 0, 4096)
+		return nil
+	}
+	for j := range queue {
+		fn := func(t []byte) error {
+			batch = append(batch, rowSeen{id: TupleID(t), digest: sha256.Sum256(t), src: j.src, us: int64(beUint64(t[timeAt:]))})
+			if len(batch) == cap(batch) {
+				return flush()
+			}
+			return nil
+		}
+		batch = make([]rowSeen, 0, 4096)
+		if j.archive != nil {
+			if err := readArchive(*j.archive, fn); err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				p := Problem{Kind: KindArchive, Source: j.archive.Path, Detail: fmt.Sprintf("partition %s: %v", j.archive.Partition, err)}
+				if err := flush(); err != nil {
+					return err
+				}
+				select {
+				case out <- seenBatch{problem: &p}:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			if err := flush(); err != nil {
+				return err
+			}
+			continue
+		}
+		if conn == nil {
+			c, err := pgx.ConnectConfig(ctx, db.Config().Copy())
+			if err != nil {
+				return fmt.Errorf("read shares: another connection: %w", err)
+			}
+			conn = c
+		}
+		st := newTupleStream(fn)
+		if _, err := conn.PgConn().CopyTo(ctx, st, j.sql); err != nil {
+			return fmt.Errorf("read shares of %s: %w", j.partition, err)
+		}
+		if err := st.Close(); err != nil {
+			return fmt.Errorf("read shares of %s: %w", j.partition, err)
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seen takes one row read back.
+func (v *verifier) seen(r rowSeen) {
+	v.rows++
+	i := v.x.lookup(r.id)
+	if i < 0 {
+		if v.inRange(r.us) {
+			tm := pgTime(r.us)
+			v.add(Problem{Kind: KindInserted, ShareID: uuidString(r.id), Time: &tm, Source: v.sources[r.src],
+				Detail: "no segment sealed this share id"})
+		}
+		return
+	}
+	s := &v.x.segs[i]
+	if !s.selected {
+		return
+	}
+	if s.done {
+		// Every sealed row of the segment was read, and matched or was
+		// reported: this one is extra.
+		tm := pgTime(r.us)
+		v.add(Problem{Kind: KindInserted, ShareID: uuidString(r.id), Segment: s.Seq, Time: &tm, Source: v.sources[r.src],
+			Detail: "a row beyond the segment's sealed count (an id never sealed, or a second copy of a sealed row)"})
+		return
+	}
+	s.found = append(s.found, r)
+	if int64(len(s.found)) == s.Shares {
+		v.finish(s)
+	}
+}
+
+// partitions lists the shares partitions that may hold rows in [lo, hi):
+// daily ones by their name's day, any other (shares_default) always.
+func partitions(ctx context.Context, db Querier, lo, hi int64) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'shares'::regclass ORDER BY c.relname`)
+	if err != nil {
+		return nil, fmt.Errorf("list share partitions: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list share partitions: %w", err)
+	}
+	var out []string
+	for _, n := range names {
+		if day, err := time.Parse("20060102", strings.TrimPrefix(n, "shares_p")); err == nil && strings.HasPrefix(n, "shares_p") {
+			if pgMicros(day.AddDate(0, 0, 1)) <= lo || pgMicros(day) >= hi {
+				continue
+			}
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// copySQL streams partition p's rows with lo <= time < hi (all when not
+// ranged) as binary COPY tuples over Columns.
+func copySQL(p string, lo, hi int64, ranged bool) string {
 	var conds []string
 	if ranged && lo > openLow {
 		conds = append(conds, fmt.Sprintf("time >= '%s'", pgTime(lo).Format(time.RFC3339Nano)))
@@ -458,17 +630,9 @@ func copyShares(ctx context.Context, db *pgx.Conn, lo, hi int64, ranged bool, fn
 	if ranged && hi < openHigh {
 		conds = append(conds, fmt.Sprintf("time < '%s'", pgTime(hi).Format(time.RFC3339Nano)))
 	}
-	where := ""
-	if len(conds) > 0 {
-		where = " WHERE " + strings.Join(conds, " AND ")
+	ident := pgx.Identifier{p}.Sanitize()
+	if len(conds) == 0 {
+		return "COPY " + ident + " (" + columnList + ") TO STDOUT (FORMAT binary)"
 	}
-	sql := "COPY (SELECT " + columnList + " FROM shares" + where + ") TO STDOUT (FORMAT binary)"
-	st := newTupleStream(fn)
-	if _, err := db.PgConn().CopyTo(ctx, st, sql); err != nil {
-		return fmt.Errorf("read shares: %w", err)
-	}
-	if err := st.Close(); err != nil {
-		return fmt.Errorf("read shares: %w", err)
-	}
-	return nil
+	return "COPY (SELECT " + columnList + " FROM " + ident + " WHERE " + strings.Join(conds, " AND ") + ") TO STDOUT (FORMAT binary)"
 }
