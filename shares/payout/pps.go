@@ -243,8 +243,9 @@ func (l *Ledger) hourCredits(ctx context.Context, tx pgx.Tx, p ParamsAt, hour ti
 	if err != nil {
 		return nil, err
 	}
+	// Solo shares (their job's coinbase paid the miner) never enter pps.
 	rows, err := tx.Query(ctx, `SELECT account_id, instance, job_id, share_diff FROM shares
-		WHERE time >= $1 AND time < $2`, hour, hour.Add(time.Hour))
+		WHERE time >= $1 AND time < $2 AND job_id NOT LIKE '`+soloJobPattern+`'`, hour, hour.Add(time.Hour))
 	if err != nil {
 		return nil, fmt.Errorf("read shares: %w", err)
 	}
@@ -355,7 +356,7 @@ func (l *Ledger) valuePerDiff(ctx context.Context, tx pgx.Tx, p ParamsAt, instan
 // newest job of each height).
 func (l *Ledger) averageFees(ctx context.Context, tx pgx.Tx, height, n int64) (*big.Rat, error) {
 	rows, err := tx.Query(ctx, `SELECT DISTINCT ON (height) height, coinb1, coinb2, extranonce1_size, extranonce2_size
-		FROM jobs WHERE height <= $1 ORDER BY height DESC, created_at DESC, job_id DESC LIMIT $2`, height, n)
+		FROM jobs WHERE height <= $1 AND solo_script IS NULL ORDER BY height DESC, created_at DESC, job_id DESC LIMIT $2`, height, n)
 	if err != nil {
 		return nil, fmt.Errorf("fpps: read templates: %w", err)
 	}

@@ -29,6 +29,10 @@ func TestPPSCarriesTheFractionAcrossHours(t *testing.T) {
 	b.share(80*time.Minute, "bob", "j7", 0.5, 3)
 	b.share(80*time.Minute, "bob", "j7", 0.5, 4)
 	b.share(150*time.Minute, "alice", "j7", 1, 5)
+	// A solo share (its coinbase paid carol's address) earns no pps.
+	b.job("s7", 100, 7, 5_000_000_000)
+	b.exec(`UPDATE jobs SET solo_script = '\x51' WHERE job_id = 's7'`)
+	b.share(20*time.Minute, "carol", "s7", 100, 9)
 	b.now = t0.Add(3*time.Hour + 9*time.Minute) // hour 2 not settled yet
 	l := b.ledger()
 	b.record(l, payout.Params{Scheme: payout.PPS, Window: payout.WindowSize{Times: 2}, FPPSFeeBlocks: 1}, t0)
