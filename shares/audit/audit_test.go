@@ -386,3 +386,44 @@ func TestRecorderArchivesDaily(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestInstancesSealInOneChain: two instances draining into one database
+// at once seal every share once, in one unbroken chain.
+func TestInstancesSealInOneChain(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	if _, err := migrations.EnsurePartitions(ctx, db, day, 1); err != nil {
+		t.Fatal(err)
+	}
+	job := testJob()
+	errs := make(chan error, 2)
+	for _, name := range []string{"pool-a", "pool-b"} {
+		r, err := shares.New(shares.Config{Instance: name, SpoolDir: t.TempDir()}, db, zaptest.NewLogger(t),
+			shares.WithFlushInterval(time.Hour), shares.WithClock(func() time.Time { return day }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close(ctx)
+		go func() {
+			err := r.RecordJob(ctx, job)
+			for batch := 0; batch < 10 && err == nil; batch++ {
+				for i := batch * 30; i < (batch+1)*30 && err == nil; i++ {
+					err = r.RecordShare(ctx, share(job, day, i))
+				}
+				if err == nil {
+					err = r.Flush(ctx)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := audit.Verify(ctx, conn(t, db), audit.VerifyOptions{})
+	if err != nil || !rep.OK || rep.Rows != 600 || rep.Head.Shares != 600 || rep.Chain != 20 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
