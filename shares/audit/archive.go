@@ -230,7 +230,10 @@ func archivePartition(ctx context.Context, db *pgx.Conn, opts ArchiveOptions, na
 		return a, err
 	}
 	final := filepath.Join(opts.Dir, name+".pgcopy.gz")
-	err = pgx.BeginTxFunc(ctx, db, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
+	// Read committed: every statement after the partition's lock sees
+	// every row committed before it, and no writer adds one until the
+	// partition is gone.
+	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", archiveLockKey); err != nil {
 			return fmt.Errorf("lock: %w", err)
 		}
