@@ -28,9 +28,11 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, look
 		return cmdAuditVerify(ctx, args[1:], stdout, stderr, lookup)
 	case "archive":
 		return cmdAuditArchive(ctx, args[1:], stdout, stderr, lookup)
+	case "adopt":
+		return cmdAuditAdopt(ctx, args[1:], stdout, stderr, lookup)
 	default:
 		fmt.Fprint(stderr, usage)
-		msg := "audit: want head, verify or archive"
+		msg := "audit: want head, verify, archive or adopt"
 		if sub != "" {
 			msg += fmt.Sprintf(", not %q", sub)
 		}
@@ -197,4 +199,37 @@ func cmdAuditArchive(ctx context.Context, args []string, stdout, stderr io.Write
 		return fmt.Errorf("audit archive: %w", err)
 	}
 	return nil
+}
+
+// cmdAuditAdopt seals the rows a database held before the audit schema:
+// once, at the upgrade, since it seals whatever is unsealed.
+func cmdAuditAdopt(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
+	fs := flag.NewFlagSet("audit adopt", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := configFlags(fs, lookup)
+	var before timeFlag
+	fs.Var(&before, "before", "seal the unsealed shares older than this `time` (RFC 3339): when the database was migrated to the audit schema (required)")
+	format := fs.String("format", "table", "output `format`: table or json")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := checkFormat("audit adopt", *format, "table", "json"); err != nil {
+		return err
+	}
+	if before.t.IsZero() {
+		return usageError{"audit adopt: -before is required: the time the database was migrated to the audit schema (migration 006)"}
+	}
+	conn, err := connectConfigured(ctx, path(), lookup)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	res, err := audit.Adopt(ctx, conn, before.t, time.Now())
+	if err != nil {
+		return fmt.Errorf("audit adopt: %w", err)
+	}
+	return writeOut(stdout, "audit adopt", *format, res, func(w *bufio.Writer) {
+		fmt.Fprintf(w, "%d shares from before %s sealed in %d segments (%d-%d)\n", res.Shares,
+			before.t.UTC().Format(time.RFC3339), res.Segments, res.FirstSeq, res.LastSeq)
+	})
 }

@@ -71,6 +71,11 @@ func TestAuditCommands(t *testing.T) {
 		rep.Problems[0].Kind != "changed" || rep.Problems[0].ShareID != id || rep.Problems[0].Segment != 1 {
 		t.Fatalf("tampered report %+v, %v\n%s", rep, err, out)
 	}
+	// Every row is sealed: adopt has nothing to seal.
+	out, _, err = runCmd(t, ctx, lookup, "audit", "adopt", "--before", "2032-01-01T00:00:00Z", "--format", "json")
+	if err != nil || strings.Join(strings.Fields(out), " ") != `{ "shares": 0, "segments": 0, "first_seq": 0, "last_seq": 0 }` {
+		t.Fatalf("audit adopt: %v\n%s", err, out)
+	}
 	// A range with no shares checks no segment and finds nothing.
 	out, _, err = runCmd(t, ctx, lookup, "audit", "verify", "--from", "2030-01-01T00:00:00Z", "--to", "2030-01-02T00:00:00Z")
 	if err != nil || !strings.HasPrefix(out, "OK: 0 rows (0 archives) in 0 of 1 segments") {
@@ -92,7 +97,8 @@ func TestAuditCommands(t *testing.T) {
 	}{
 		{[]string{"audit", "verify", "--format", "xml"}, `-format "xml" is not one of table, json`},
 		{[]string{"audit", "verify", "--from", "2031-01-02T00:00:00Z", "--to", "2031-01-01T00:00:00Z"}, "is not before -to"},
-		{[]string{"audit", "seal"}, `want head, verify or archive, not "seal"`},
+		{[]string{"audit", "seal"}, `want head, verify, archive or adopt, not "seal"`},
+		{[]string{"audit", "adopt"}, "-before is required"},
 		{[]string{"audit", "archive"}, "audit.retention is unset or 0"},
 	} {
 		_, _, err := runCmd(t, ctx, lookup, tc.args...)

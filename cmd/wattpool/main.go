@@ -10,7 +10,7 @@
 //	wattpool payouts run                credit mature blocks, reverse orphaned ones, credit ended pps hours
 //	wattpool payouts pay|paid|address   payment batches as unsigned PSBTs; txids; account addresses
 //	wattpool payouts statement|reconcile  an account's statement; the ledger checked against coinbases
-//	wattpool audit head|verify|archive  the sealed share log's head; every row re-hashed; retention archives
+//	wattpool audit head|verify|archive|adopt  the sealed share log's head; every row re-hashed; retention archives
 //	wattpool allocator backtest         replay the allocator's policy over a price CSV
 //	wattpool allocator report           per group and UTC day: MWh and dollars mining and curtailed, and the other choice
 //	wattpool allocator override         force a group mining or curtailed for a while, with a reason (or -clear)
@@ -100,6 +100,7 @@ commands:
   audit head       the sealed share log's latest segment and hash: keep it outside the database (--format)
   audit verify     re-hash every share row and archive against the sealed chain; exit 1 naming any row inserted, changed or deleted (--from, --to, --format)
   audit archive    archive, check and drop the share partitions older than [audit] retention (serve does it daily)
+  audit adopt      seal the shares stored before the audit schema, once, at the upgrade (--before)
   allocator backtest  replay the mine-or-lease policy over a price CSV (--config, --prices)
   allocator report    per group and UTC day: MWh and dollars mining and curtailed, and what the other choice paid
   allocator override  force a group mining or curtailed (-group, -state, -reason, -for) or -clear it

@@ -427,3 +427,33 @@ func TestInstancesSealInOneChain(t *testing.T) {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
 }
+
+// TestAdoptSealsRowsFromBeforeTheAuditSchema: rows a database held before
+// migration 006 are unsealed (verify names each); adopt seals them at the
+// end of the chain, and later sealing continues from there.
+func TestAdoptSealsRowsFromBeforeTheAuditSchema(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	ledger(t, db, day)
+	// As before the audit schema: no segment, the head at its start.
+	mustExec(t, db, "DELETE FROM audit_segments")
+	mustExec(t, db, "UPDATE audit_head SET seq = 0, hash = '\\x0000000000000000000000000000000000000000000000000000000000000000'")
+	c := conn(t, db)
+	rep, err := audit.Verify(ctx, c, audit.VerifyOptions{})
+	if err != nil || rep.OK || len(rep.Problems) != 501 || rep.Problems[0].Kind != audit.KindInserted {
+		t.Fatalf("before adopt: %d problems, %v", len(rep.Problems), err)
+	}
+	// Rows after `before` are not adopted: the late share at 11:00 is.
+	got, err := audit.Adopt(ctx, c, day.Add(100*time.Millisecond), day)
+	if err != nil || got != (audit.Adopted{Shares: 101, Segments: 1, FirstSeq: 1, LastSeq: 1}) {
+		t.Fatalf("adopt: %+v, %v", got, err)
+	}
+	got, err = audit.Adopt(ctx, c, day.Add(time.Hour), day)
+	if err != nil || got != (audit.Adopted{Shares: 400, Segments: 1, FirstSeq: 2, LastSeq: 2}) {
+		t.Fatalf("adopt the rest: %+v, %v", got, err)
+	}
+	rep, err = audit.Verify(ctx, c, audit.VerifyOptions{})
+	if err != nil || !rep.OK || rep.Rows != 501 || rep.Chain != 2 {
+		t.Fatalf("after adopt: %+v, %v", rep, err)
+	}
+}

@@ -161,3 +161,35 @@ func FuzzTupleStream(f *testing.F) {
 		_ = st.Close()
 	})
 }
+
+func TestSealedBetween(t *testing.T) {
+	id := func(seg, off uint64) (b [16]byte) {
+		for i := range 8 {
+			b[i] = byte(seg >> (56 - 8*i))
+			b[8+i] = byte(off >> (56 - 8*i))
+		}
+		return b
+	}
+	// Segment 0 sealed offsets 100-200 of spool segment 7, segment 1 the
+	// found block's share at 500.
+	x := &index{runs: []runRef{{Run: Run{Prefix: 7, First: 100, Last: 200}}, {Run: Run{Prefix: 7, First: 500, Last: 500}, seg: 1}}}
+	for _, tc := range []struct {
+		a, b [16]byte
+		want bool
+	}{
+		{id(7, 10), id(7, 20), false},
+		{id(7, 10), id(7, 300), true},
+		{id(7, 300), id(7, 400), false},
+		{id(7, 400), id(7, 600), true},
+		{id(7, 600), id(7, 700), false},
+		{id(7, 10), id(8, 120), false}, // another spool segment: a new run anyway
+		{id(6, 10), id(6, 900), false},
+	} {
+		if got := x.sealedBetween(tc.a, tc.b); got != tc.want {
+			t.Errorf("between %x and %x: %v, want %v", tc.a[8:], tc.b[8:], got, tc.want)
+		}
+	}
+	if x.lookup(id(7, 150)) != 0 || x.lookup(id(7, 500)) != 1 || x.lookup(id(7, 300)) != -1 || x.lookup(id(7, 99)) != -1 {
+		t.Fatal("lookup")
+	}
+}
