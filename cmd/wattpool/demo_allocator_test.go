@@ -16,7 +16,7 @@ import (
 )
 
 // TestDemoAllocator runs the demo with the lease price switching every
-// 5 s (each switch confirmed by 3 evaluations a second apart): the lease wins for rack-b ($70 − $40 = $30 > $12.50) and loses
+// 8 s (each switch confirmed by 3 evaluations a second apart): the lease wins for rack-b ($70 − $40 = $30 > $12.50) and loses
 // again ($10 < $12.50), so rack-b is curtailed and resumed through its
 // miners' Antminer firmware (actuator "fleet"), and the closed loop sees
 // the pool's share rate follow, while rack-a ($65) mines throughout.
@@ -28,8 +28,12 @@ func TestDemoAllocator(t *testing.T) {
 	var out bytes.Buffer
 	res, err := runDemo(ctx, demoOptions{
 		Dir: t.TempDir(), DatabaseURL: dbURL, Node: &demoNode{URL: node.RPCURL, Call: node.Call},
-		Blocks: 440, Miners: 4, HashesPerSecond: 2, Duration: 20 * time.Second, StatusEvery: 2 * time.Second,
-		LeaseEvery: 5 * time.Second, LogLevel: "warn", Out: &out,
+		Blocks: 440, Miners: 4, HashesPerSecond: 2, Duration: 32 * time.Second, StatusEvery: 2 * time.Second,
+		// 8 s phases: a curtailment (3 agreeing evaluations, then the
+		// pool's rate over a 3 s window) is confirmed well before the
+		// price turns; with 5 s phases a loaded machine saw the resume
+		// supersede it first.
+		LeaseEvery: 8 * time.Second, LogLevel: "warn", Out: &out,
 	})
 	t.Logf("demo output:\n%s", out.String())
 	if err != nil {
@@ -70,7 +74,7 @@ func TestDemoAllocator(t *testing.T) {
 			b = append(b, fmt.Sprintf("%s/%s", r.After, r.Rule))
 		}
 	}
-	// 20 s of 5 s phases starting low: high at 5-10 s and 15-20 s.
+	// 32 s of 8 s phases starting low: high at 8-16 s and 24-32 s.
 	if len(b) < 2 || b[0] != "curtailed/lease_wins" || b[1] != "mining/mining_wins" {
 		t.Errorf("rack-b switches %q, want curtailed/lease_wins then mining/mining_wins", b)
 	}
