@@ -45,7 +45,7 @@ type Problem struct {
 	Segment int64 `json:"segment,omitempty"`
 	// Time is the row's stored time, when a row was read.
 	Time *time.Time `json:"time,omitempty"`
-	// Source is "shares" or the archive file the row was read from.
+	// Source is the partition or archive file the row was read from.
 	Source string `json:"source,omitempty"`
 	Detail string `json:"detail"`
 }
@@ -471,7 +471,11 @@ func (v *verifier) stream(ctx context.Context, db *pgx.Conn, jobs []streamJob, n
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- v.work(ctx, db, w, queue, out)
+			err := v.work(ctx, db, w, queue, out)
+			if err != nil {
+				cancel() // the others stop: the verification failed
+			}
+			errs <- err
 		}()
 	}
 	go func() { wg.Wait(); close(out) }()
