@@ -3,6 +3,7 @@ package audit
 import (
 	"bytes"
 	"context"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -488,12 +489,14 @@ func (v *verifier) stream(ctx context.Context, db *pgx.Conn, jobs []streamJob, n
 		}
 	}
 	close(errs)
+	var first error
 	for err := range errs {
-		if err != nil {
-			return err
+		// The cause, not the cancellation it caused in the others.
+		if err != nil && (first == nil || errors.Is(first, context.Canceled)) {
+			first = err
 		}
 	}
-	return nil
+	return first
 }
 
 // work is one stream worker: it takes jobs until none are left.
