@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"strconv"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,15 +19,9 @@ import (
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
 )
 
-// allocatorCommand is one `wattpool allocator <name>` subcommand.
-type allocatorCommand struct {
-	name, doc string
-	run       func(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error
-}
-
 // allocatorCommands are the `wattpool allocator` subcommands, in usage
 // order: a new one is one line here.
-var allocatorCommands = []allocatorCommand{
+var allocatorCommands = []subcommand{
 	{"backtest", "replay the allocator's policy over a price CSV (no node, database or miners)", cmdAllocatorBacktest},
 	{"report", "per group and UTC day: MWh mining and curtailed, dollars earned, what the other choice would have paid", cmdAllocatorReport},
 	{"override", "force a group mining or curtailed (-state, -reason, -for) or -clear its overrides", cmdAllocatorOverride},
@@ -36,23 +29,7 @@ var allocatorCommands = []allocatorCommand{
 
 // cmdAllocator dispatches `wattpool allocator <subcommand>`.
 func cmdAllocator(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
-	sub := ""
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	names := make([]string, len(allocatorCommands))
-	for i, c := range allocatorCommands {
-		if c.name == sub {
-			return c.run(ctx, args[1:], stdout, stderr, lookup)
-		}
-		names[i] = "'allocator " + c.name + "'"
-	}
-	fmt.Fprint(stderr, usage)
-	msg := "allocator: want " + strings.Join(names, ", ")
-	if sub != "" {
-		msg += fmt.Sprintf(", not %q", sub)
-	}
-	return usageError{msg}
+	return dispatch(ctx, "allocator", allocatorCommands, args, stdout, stderr, lookup)
 }
 
 // cmdAllocatorBacktest replays the pinned policy over a price series with

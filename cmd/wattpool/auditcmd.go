@@ -15,29 +15,18 @@ import (
 	"github.com/wattpool/wattpool/shares/audit"
 )
 
-// cmdAudit dispatches the audit subcommands: the tamper-evident share log.
+// auditCommands are the `wattpool audit` subcommands: the tamper-evident
+// share log.
+var auditCommands = []subcommand{
+	{"head", "the chain's newest segment and its hash", cmdAuditHead},
+	{"verify", "re-read every share row and archive and name what was inserted, changed or deleted", cmdAuditVerify},
+	{"archive", "archive, verify and drop the partitions older than audit.retention", cmdAuditArchive},
+	{"adopt", "seal the rows stored before the audit chain existed", cmdAuditAdopt},
+}
+
+// cmdAudit dispatches the audit subcommands.
 func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
-	sub := ""
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	switch sub {
-	case "head":
-		return cmdAuditHead(ctx, args[1:], stdout, stderr, lookup)
-	case "verify":
-		return cmdAuditVerify(ctx, args[1:], stdout, stderr, lookup)
-	case "archive":
-		return cmdAuditArchive(ctx, args[1:], stdout, stderr, lookup)
-	case "adopt":
-		return cmdAuditAdopt(ctx, args[1:], stdout, stderr, lookup)
-	default:
-		fmt.Fprint(stderr, usage)
-		msg := "audit: want head, verify, archive or adopt"
-		if sub != "" {
-			msg += fmt.Sprintf(", not %q", sub)
-		}
-		return usageError{msg}
-	}
+	return dispatch(ctx, "audit", auditCommands, args, stdout, stderr, lookup)
 }
 
 // writeOut writes a report as JSON or with table, buffered.

@@ -97,7 +97,7 @@ func TestAuditCommands(t *testing.T) {
 	}{
 		{[]string{"audit", "verify", "--format", "xml"}, `-format "xml" is not one of table, json`},
 		{[]string{"audit", "verify", "--from", "2031-01-02T00:00:00Z", "--to", "2031-01-01T00:00:00Z"}, "is not before -to"},
-		{[]string{"audit", "seal"}, `want head, verify, archive or adopt, not "seal"`},
+		{[]string{"audit", "seal"}, `want 'audit head', 'audit verify', 'audit archive' or 'audit adopt', not "seal"`},
 		{[]string{"audit", "adopt"}, "-before is required"},
 		{[]string{"audit", "archive"}, "audit.retention is unset or 0"},
 	} {

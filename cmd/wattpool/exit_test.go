@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"os/exec"
 	"strings"
@@ -47,5 +48,29 @@ func TestExitWithoutStrayStatus(t *testing.T) {
 				t.Fatalf("stdout of %v:\n%s", tc.args, stdout)
 			}
 		})
+	}
+}
+
+// TestSubcommandUsage: every command group answers an unknown or missing
+// subcommand with a usage error naming all of its subcommands.
+func TestSubcommandUsage(t *testing.T) {
+	groups := map[string][]subcommand{"shares": sharesCommands, "payouts": payoutsCommands, "audit": auditCommands,
+		"allocator": allocatorCommands, "fleet": fleetCommands}
+	for group, subs := range groups {
+		for _, args := range [][]string{{group}, {group, "bogus"}} {
+			var out strings.Builder
+			err := run(context.Background(), args, &out, &out, mapEnv(nil))
+			if exitCode(err) != 2 || !strings.HasPrefix(err.Error(), group+": want '"+group+" "+subs[0].name+"'") {
+				t.Fatalf("%v: %v", args, err)
+			}
+			if strings.HasSuffix(err.Error(), `not ""`) || (len(args) == 2) != strings.HasSuffix(err.Error(), `not "bogus"`) {
+				t.Fatalf("%v: %v", args, err)
+			}
+			for _, s := range subs {
+				if !strings.Contains(err.Error(), "'"+group+" "+s.name+"'") {
+					t.Fatalf("%v: %v does not name %s", args, err, s.name)
+				}
+			}
+		}
 	}
 }

@@ -28,10 +28,7 @@ import (
 // allocator's fleet actuator uses.
 
 // fleetCommands are the subcommands, in usage order.
-var fleetCommands = []struct {
-	name, help string
-	run        func(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error
-}{
+var fleetCommands = []subcommand{
 	{"list", "the inventory's miners by group, without calling them", cmdFleetList},
 	{"status", "every miner's state, hashrate and power, read through its driver; per-group totals", cmdFleetStatus},
 	{"curtail", "record a manual override (curtailed) and put a group's miners to sleep now", cmdFleetCurtail},
@@ -40,23 +37,7 @@ var fleetCommands = []struct {
 
 // cmdFleet dispatches `wattpool fleet <subcommand>`.
 func cmdFleet(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
-	sub := ""
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	names := make([]string, len(fleetCommands))
-	for i, c := range fleetCommands {
-		if c.name == sub {
-			return c.run(ctx, args[1:], stdout, stderr, lookup)
-		}
-		names[i] = "'fleet " + c.name + "'"
-	}
-	fmt.Fprint(stderr, usage)
-	msg := "fleet: want " + strings.Join(names, ", ")
-	if sub != "" {
-		msg += fmt.Sprintf(", not %q", sub)
-	}
-	return usageError{msg}
+	return dispatch(ctx, "fleet", fleetCommands, args, stdout, stderr, lookup)
 }
 
 // fleetFlags are the flags every fleet command shares.

@@ -119,6 +119,45 @@ Run 'wattpool <command> -h' for a command's flags. The configuration file is
 // env looks up an environment variable (os.LookupEnv, or a map in tests).
 type env func(string) (string, bool)
 
+// command runs one command line (its flags and arguments in args).
+type command func(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error
+
+// subcommand is one `wattpool <group> <name>` command; doc is its line of
+// the usage.
+type subcommand struct {
+	name, doc string
+	run       command
+}
+
+// sharesCommands are the `wattpool shares` subcommands, in usage order.
+var sharesCommands = []subcommand{
+	{"verify", "re-verify stored shares against their jobs", cmdSharesVerify},
+	{"hashrate", "hashrate per worker, group or account over a window", cmdSharesHashrate},
+	{"window", "the PPLNS window ending at a found block, per account", cmdSharesWindow},
+}
+
+// dispatch runs the subcommand of group that args[0] names; anything else
+// is a usage error naming the group's subcommands.
+func dispatch(ctx context.Context, group string, subs []subcommand, args []string, stdout, stderr io.Writer, lookup env) error {
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	names := make([]string, len(subs))
+	for i, c := range subs {
+		if c.name == sub {
+			return c.run(ctx, args[1:], stdout, stderr, lookup)
+		}
+		names[i] = "'" + group + " " + c.name + "'"
+	}
+	fmt.Fprint(stderr, usage)
+	msg := group + ": want " + strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+	if sub != "" {
+		msg += fmt.Sprintf(", not %q", sub)
+	}
+	return usageError{msg}
+}
+
 // run executes one command line. ctx is cancelled on SIGINT/SIGTERM.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
 	if len(args) == 0 {
@@ -137,25 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, lookup en
 	case "migrate":
 		return cmdMigrate(ctx, rest, stdout, stderr, lookup)
 	case "shares":
-		sub := ""
-		if len(rest) > 0 {
-			sub = rest[0]
-		}
-		switch sub {
-		case "verify":
-			return cmdSharesVerify(ctx, rest[1:], stdout, stderr, lookup)
-		case "hashrate":
-			return cmdSharesHashrate(ctx, rest[1:], stdout, stderr, lookup)
-		case "window":
-			return cmdSharesWindow(ctx, rest[1:], stdout, stderr, lookup)
-		default:
-			fmt.Fprint(stderr, usage)
-			msg := "shares: want 'shares verify', 'shares hashrate' or 'shares window'"
-			if sub != "" {
-				msg += fmt.Sprintf(", not %q", sub)
-			}
-			return usageError{msg}
-		}
+		return dispatch(ctx, "shares", sharesCommands, rest, stdout, stderr, lookup)
 	case "payouts":
 		return cmdPayouts(ctx, rest, stdout, stderr, lookup)
 	case "audit":

@@ -18,35 +18,20 @@ import (
 	"github.com/wattpool/wattpool/shares/payout"
 )
 
+// payoutsCommands are the `wattpool payouts` subcommands.
+var payoutsCommands = []subcommand{
+	{"explain", "one found block's split recomputed from the share log", cmdPayoutsExplain},
+	{"run", "credit matured blocks and closed pps/fpps hours (idempotent)", cmdPayoutsRun},
+	{"address", "map an account to its payout address", cmdPayoutsAddress},
+	{"pay", "a payment batch as CSV and an unsigned PSBT", cmdPayoutsPay},
+	{"paid", "record the txid of a paid batch", cmdPayoutsPaid},
+	{"statement", "an account's statement for a period", cmdPayoutsStatement},
+	{"reconcile", "per block and period: coinbase = credits + fee + remainder", cmdPayoutsReconcile},
+}
+
 // cmdPayouts dispatches the payouts subcommands.
 func cmdPayouts(ctx context.Context, args []string, stdout, stderr io.Writer, lookup env) error {
-	sub := ""
-	if len(args) > 0 {
-		sub = args[0]
-	}
-	switch sub {
-	case "explain":
-		return cmdPayoutsExplain(ctx, args[1:], stdout, stderr, lookup)
-	case "run":
-		return cmdPayoutsRun(ctx, args[1:], stdout, stderr, lookup)
-	case "address":
-		return cmdPayoutsAddress(ctx, args[1:], stdout, stderr, lookup)
-	case "pay":
-		return cmdPayoutsPay(ctx, args[1:], stdout, stderr, lookup)
-	case "paid":
-		return cmdPayoutsPaid(ctx, args[1:], stdout, stderr, lookup)
-	case "statement":
-		return cmdPayoutsStatement(ctx, args[1:], stdout, stderr, lookup)
-	case "reconcile":
-		return cmdPayoutsReconcile(ctx, args[1:], stdout, stderr, lookup)
-	default:
-		fmt.Fprint(stderr, usage)
-		msg := "payouts: want explain, run, address, pay, paid, statement or reconcile"
-		if sub != "" {
-			msg += fmt.Sprintf(", not %q", sub)
-		}
-		return usageError{msg}
-	}
+	return dispatch(ctx, "payouts", payoutsCommands, args, stdout, stderr, lookup)
 }
 
 // cmdPayoutsExplain recomputes one found block's split from the raw share
