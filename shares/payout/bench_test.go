@@ -3,6 +3,8 @@ package payout_test
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,20 @@ import (
 
 // benchShares is the window size of the benchmarks: one million shares.
 const benchShares = 1_000_000
+
+// pgBenchShares is BenchmarkExplainPostgres1M's window: benchShares, or
+// $WATTPOOL_PAYOUT_BENCH_SHARES (the 10M figure of BENCHMARKS.md §13).
+func pgBenchShares(b *testing.B) int {
+	v := os.Getenv("WATTPOOL_PAYOUT_BENCH_SHARES")
+	if v == "" {
+		return benchShares
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("WATTPOOL_PAYOUT_BENCH_SHARES=%q: want a positive number of shares", v)
+	}
+	return n
+}
 
 // sortedRows is a Source over shares already newest first.
 type sortedRows []payout.Share
@@ -52,6 +68,7 @@ func BenchmarkExplainInMemory1M(b *testing.B) {
 // to their account and worker names) and split.
 func BenchmarkExplainPostgres1M(b *testing.B) {
 	ctx := context.Background()
+	n := pgBenchShares(b)
 	l := NewLedger(b, 1)
 	start := time.Now()
 	for _, sql := range []string{
@@ -59,7 +76,7 @@ func BenchmarkExplainPostgres1M(b *testing.B) {
 		`INSERT INTO workers (account_id, name) SELECT id, 'rig' FROM accounts WHERE name LIKE 'acct%'`,
 		fmt.Sprintf(`INSERT INTO shares SELECT $1::timestamptz - i * interval '1 millisecond', md5(i::text)::uuid, 'pool-a',
 			a.id, w.id, '', 'j1', '\x00000001', '\x00000000', 0, i, 0, 536870912, 1000 + (i %% 7) * 0.37, 2000, '\x00', false
-			FROM generate_series(0, %d) i JOIN accounts a ON a.name = 'acct' || (i %% 1000 + 1) JOIN workers w ON w.account_id = a.id`, benchShares-1),
+			FROM generate_series(0, %d) i JOIN accounts a ON a.name = 'acct' || (i %% 1000 + 1) JOIN workers w ON w.account_id = a.id`, n-1),
 		`INSERT INTO blocks (hash, height, coinbase_sats, instance, account_id, worker_id, job_id, submit_result, found_at, updated_at)
 			SELECT '\xb1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1b1', 100, 312500000, 'pool-a', a.id, w.id, 'j1', 'accepted', $1, $1
 			FROM accounts a JOIN workers w ON w.account_id = a.id WHERE a.name = 'acct1'`,
@@ -73,7 +90,7 @@ func BenchmarkExplainPostgres1M(b *testing.B) {
 			b.Fatalf("%s: %v", sql, err)
 		}
 	}
-	b.Logf("loaded %d shares in %s", benchShares, time.Since(start).Round(time.Millisecond))
+	b.Logf("loaded %d shares in %s", n, time.Since(start).Round(time.Millisecond))
 	var hash chainhash.Hash
 	for i := range hash {
 		hash[i] = 0xb1
@@ -82,7 +99,7 @@ func BenchmarkExplainPostgres1M(b *testing.B) {
 	p := payout.Params{Scheme: payout.PPLNS, FeeBps: 100, Window: payout.WindowSize{Diff: 1e18}}
 	for b.Loop() {
 		_, res, err := r.Explain(ctx, p, hash, nil)
-		if err != nil || res.Window.Shares != benchShares {
+		if err != nil || res.Window.Shares != int64(n) {
 			b.Fatalf("%v %d", err, res.Window.Shares)
 		}
 	}
