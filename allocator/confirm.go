@@ -228,6 +228,9 @@ type confirmer struct {
 	// miningRate remembers each group's rate before its last curtailment:
 	// the reference a resume must come back to.
 	miningRate map[string]float64
+	// began is when the confirmer started: a rate read before began +
+	// confirm_window covers less than a window and reads low.
+	began time.Time
 }
 
 type confirmJob struct {
@@ -246,7 +249,7 @@ var (
 func newConfirmer(l *Loop) *confirmer {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &confirmer{l: l, ctx: ctx, end: cancel, jobs: map[string]*confirmJob{},
-		latest: map[string]Confirmation{}, miningRate: map[string]float64{}}
+		latest: map[string]Confirmation{}, miningRate: map[string]float64{}, began: l.now()}
 }
 
 // enabled reports whether actions are confirmed at all: it needs the
@@ -301,7 +304,15 @@ func (c *confirmer) start(r Record, g Group, rateBefore float64, covered bool, a
 	c.mu.Lock()
 	if r.Action == ActionCurtail {
 		conf.RateReference = rateBefore
-		c.miningRate[r.Group] = rateBefore
+		// A rate read before a whole window has passed since the pool
+		// started is too low to be what a resume must come back to (it
+		// would confirm too easily): the resume then falls back to the
+		// nominal hashrate.
+		if now.Sub(c.began) >= cs.Window {
+			c.miningRate[r.Group] = rateBefore
+		} else {
+			delete(c.miningRate, r.Group)
+		}
 		conf.Threshold = cs.Below * rateBefore
 	} else {
 		conf.State = ConfirmResuming

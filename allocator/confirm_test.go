@@ -267,6 +267,30 @@ func TestConfirmCurtailAndResume(t *testing.T) {
 	}
 }
 
+// TestConfirmResumeReferenceNeedsAWholeWindow: a curtailment within the
+// first confirm_window of the loop read a rate over less than a window
+// (too low), so its resume must come back to the group's nominal hashrate
+// (20,000 TH/s = 20e15 / 2^32 difficulty per second), not to that rate.
+func TestConfirmResumeReferenceNeedsAWholeWindow(t *testing.T) {
+	fleet := newFakeFleet("", "", "")
+	h, _, _ := confirmHarness(t, fleet, func(c *LoopConfig) {
+		c.Config.Confirm.Window = 2 * time.Minute // the first step is 1 minute in
+		c.Config.Confirm.Timeout = 10 * time.Minute
+	})
+	h.lease.v = 110
+	h.step()
+	if c := settled(t, h.loop, "a"); c.State != ConfirmConfirmed || c.RateReference != 3 {
+		t.Fatalf("curtail confirmation %+v", c)
+	}
+	h.lease.v = 100
+	h.step()
+	c := settled(t, h.loop, "a")
+	nominal := groupA.HashrateTHs * 1e12 / (1 << 32)
+	if c.Action != ActionResume || c.RateReference != nominal || c.Threshold != 0.5*nominal {
+		t.Fatalf("resume confirmation %+v, want reference %v", c, nominal)
+	}
+}
+
 // TestConfirmFailedMiners: a wrong password and an unreachable miner are
 // listed with their reasons, retried once (confirm_retries 1, only those
 // two), then alerted; the group still switched (one miner took it).
