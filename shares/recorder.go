@@ -348,6 +348,9 @@ func (r *Recorder) RecordBlock(ctx context.Context, fb *stratum.FoundBlock) erro
 			if err := insertBlock(ctx, tx, &row.rec, aid, wid); err != nil {
 				return err
 			}
+			if err := addSums(ctx, tx, []shareRow{row.share}); err != nil {
+				return err
+			}
 			return r.sealBlockShare(ctx, tx, &row.share)
 		})
 	}()

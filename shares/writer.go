@@ -57,6 +57,9 @@ type writer struct {
 	blocks []blockRow
 
 	sealRows []audit.Sealed // scratch of seal (seal.go)
+	// sumsFrom is set once this writer has made sure share_sums_from
+	// holds the first hour of whole sums (sums.go).
+	sumsFrom bool
 	sealBuf  []byte
 }
 
@@ -384,7 +387,12 @@ var shareColumns = []string{"time", "share_id", "instance", "account_id", "worke
 	"hash", "is_block"}
 
 func (w *writer) commitTx(ctx context.Context, seg spool.SegmentInfo, end int64, idempotent bool) error {
-	return pgx.BeginFunc(ctx, w.r.db, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, w.r.db, func(tx pgx.Tx) error {
+		if !w.sumsFrom {
+			if _, err := tx.Exec(ctx, sumsFromSQL); err != nil {
+				return fmt.Errorf("first hour of share sums: %w", err)
+			}
+		}
 		if len(w.jobs) > 0 {
 			b := &pgx.Batch{}
 			for i := range w.jobs {
@@ -440,8 +448,21 @@ func (w *writer) commitTx(ctx context.Context, seg spool.SegmentInfo, end int64,
 		if _, err := tx.Exec(ctx, progressSQL, int64(seg.ID), w.r.opts.instance, end); err != nil {
 			return fmt.Errorf("record committed offset: %w", err)
 		}
+		blockShares := make([]shareRow, 0, len(w.blocks))
+		for i := range w.blocks {
+			if w.blocks[i].hasShare {
+				blockShares = append(blockShares, w.blocks[i].share)
+			}
+		}
+		if err := addSums(ctx, tx, w.shares, blockShares); err != nil {
+			return err
+		}
 		return w.seal(ctx, tx)
 	})
+	if err == nil {
+		w.sumsFrom = true
+	}
+	return err
 }
 
 // shareSource feeds a batch to CopyFrom without building all rows first.

@@ -423,18 +423,7 @@ func Compute(p Params, b Block, src Source, each func(Share, *big.Rat) error) (R
 	if err != nil {
 		return res, err
 	}
-	err = src.Walk(b.FoundAt, since, func(s Share) (bool, error) {
-		part, err := w.Add(s)
-		if err != nil {
-			return false, err
-		}
-		if each != nil {
-			if err := each(s, part); err != nil {
-				return false, err
-			}
-		}
-		return !w.Complete(), nil
-	})
+	err = walkWindow(w, src, b.FoundAt, since, each)
 	res.Window = w.Result()
 	if err != nil {
 		return res, err

@@ -166,6 +166,18 @@ func (s pgSource) names(sql string) (map[int64]string, error) {
 // Explain recomputes the split of the found block hash for p from the
 // ledger's raw shares.
 func (r *Reader) Explain(ctx context.Context, p Params, hash chainhash.Hash, each func(Share, *big.Rat) error) (StoredBlock, Result, error) {
+	if beg, ok := r.db.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	}); ok {
+		// One snapshot: the hourly sums and the rows of the window's
+		// end hours must agree (sums.go).
+		tx, err := beg.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+		if err != nil {
+			return StoredBlock{}, Result{}, fmt.Errorf("block %s: %w", hash, err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		return (&Reader{db: tx, archive: r.archive}).Explain(ctx, p, hash, each)
+	}
 	b, err := r.Block(ctx, hash)
 	if err != nil {
 		return b, Result{}, err
