@@ -229,6 +229,7 @@ func TestRecordBlockGoesToDatabaseAtOnce(t *testing.T) {
 	if n := count(t, db, "SELECT count(*) FROM blocks") + count(t, db, "SELECT count(*) FROM block_status_history"); n != 2 {
 		t.Fatalf("%d block + history rows, want 2", n)
 	}
+	checkSums(t, db)
 }
 
 func TestReplayAfterCrashStoresEveryShareOnce(t *testing.T) {
@@ -256,6 +257,7 @@ func TestReplayAfterCrashStoresEveryShareOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkShares(t, db, 600)
+	checkSums(t, db)
 	if st := r2.spool.Stats(); st.Segments != 0 {
 		t.Fatalf("%d segments left after replay", st.Segments)
 	}
@@ -301,6 +303,7 @@ func TestReplayOfCommittedSegmentWithLostOffsetDoesNotDouble(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkShares(t, db, 300)
+	checkSums(t, db)
 }
 
 func TestDamagedSpoolKeepsGoodRecordsAndReports(t *testing.T) {

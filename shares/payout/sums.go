@@ -216,15 +216,17 @@ func (s pgSource) hours(lo, hi time.Time, fn func(h time.Time, byAccount map[str
 	return err
 }
 
-// BackfillSums sums the shares of every hour from from's hour up to the
-// first hour with whole sums (or, when there is none, up to the newest
-// share's hour inclusive) into share_sums and makes from's hour the first
-// whole one. Writers are held off share_sums meanwhile (a lock taken
+// BackfillSums recomputes from the share rows the sums of every hour from
+// from's hour up to to's (exclusive; to zero: up to the first hour with
+// whole sums or, when there is none, past the newest share) and, when that
+// reaches the first whole hour, makes from's hour the first whole one.
+// Recomputing an hour already kept is harmless: its sums are replaced by
+// the rows' own. Writers are held off share_sums meanwhile (a lock taken
 // before the snapshot), so no stored share is summed twice or missed. It
 // returns how many (hour, account) sums it wrote.
 func BackfillSums(ctx context.Context, db interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
-}, from time.Time) (int, error) {
+}, from, to time.Time) (int, error) {
 	from = from.Truncate(time.Hour)
 	var written int
 	tx, err := db.Begin(ctx)
@@ -238,14 +240,18 @@ func BackfillSums(ctx context.Context, db interface {
 	if _, err := tx.Exec(ctx, `LOCK TABLE share_sums, share_sums_from IN SHARE ROW EXCLUSIVE MODE`); err != nil {
 		return 0, fmt.Errorf("backfill share sums: lock: %w", err)
 	}
-	var to *time.Time
+	var wholeFrom *time.Time
 	if err := tx.QueryRow(ctx, `SELECT coalesce((SELECT hour FROM share_sums_from),
-		date_trunc('hour', (SELECT max(time) FROM shares), 'UTC') + interval '1 hour')`).Scan(&to); err != nil {
+		date_trunc('hour', (SELECT max(time) FROM shares), 'UTC') + interval '1 hour')`).Scan(&wholeFrom); err != nil {
 		return 0, fmt.Errorf("backfill share sums: first whole hour: %w", err)
 	}
-	if to != nil && to.After(from) {
+	if to.IsZero() && wholeFrom != nil {
+		to = *wholeFrom
+	}
+	to = to.Truncate(time.Hour)
+	if to.After(from) {
 		rows, err := tx.Query(ctx, `SELECT time, account_id, share_diff FROM shares
-			WHERE time >= $1 AND time < $2 AND job_id NOT LIKE '`+soloJobPattern+`'`, from, *to)
+			WHERE time >= $1 AND time < $2 AND job_id NOT LIKE '`+soloJobPattern+`'`, from, to)
 		if err != nil {
 			return 0, fmt.Errorf("backfill share sums: read shares: %w", err)
 		}
@@ -276,7 +282,7 @@ func BackfillSums(ctx context.Context, db interface {
 		if err != nil {
 			return 0, fmt.Errorf("backfill share sums: read shares: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM share_sums WHERE hour >= $1 AND hour < $2`, from, *to); err != nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM share_sums WHERE hour >= $1 AND hour < $2`, from, to); err != nil {
 			return 0, fmt.Errorf("backfill share sums: %w", err)
 		}
 		var hs []time.Time
@@ -292,9 +298,11 @@ func BackfillSums(ctx context.Context, db interface {
 		}
 		written = len(m)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO share_sums_from (hour) VALUES ($1)
-		ON CONFLICT (one) DO UPDATE SET hour = least(share_sums_from.hour, excluded.hour)`, from); err != nil {
-		return 0, fmt.Errorf("backfill share sums: first whole hour: %w", err)
+	if wholeFrom == nil || !to.Before(*wholeFrom) {
+		if _, err := tx.Exec(ctx, `INSERT INTO share_sums_from (hour) VALUES ($1)
+			ON CONFLICT (one) DO UPDATE SET hour = least(share_sums_from.hour, excluded.hour)`, from); err != nil {
+			return 0, fmt.Errorf("backfill share sums: first whole hour: %w", err)
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("backfill share sums: %w", err)
