@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/btcsuite/btcd/chainhash/v2"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/wattpool/wattpool/cmd/wattpool/internal/config"
 	"github.com/wattpool/wattpool/shares/audit"
@@ -62,8 +63,17 @@ func cmdPayoutsExplain(ctx context.Context, args []string, stdout, stderr io.Wri
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	// One read-only repeatable-read snapshot for the whole explanation:
+	// the window's hourly sums and its end hours' rows must agree (the
+	// reader walks rows alone under read committed), and both computes
+	// below see the same shares.
+	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return fmt.Errorf("payouts explain: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 	// Retention archives answer for the days whose partitions were dropped.
-	r, ledger := payout.NewReader(conn).WithArchive(audit.NewArchiveReader(conn)), payout.NewLedger(conn, "cli", params.Network)
+	r, ledger := payout.NewReader(tx).WithArchive(audit.NewArchiveReader(conn)), payout.NewLedger(conn, "cli", params.Network)
 	found, res, err := r.Explain(ctx, params.Params, block, nil)
 	if err != nil {
 		return explainError(block, params.Params, err)
