@@ -309,3 +309,16 @@ func BackfillSums(ctx context.Context, db interface {
 	}
 	return written, nil
 }
+
+// SumsFrom returns the first hour whose sums are whole (ok false: none
+// is, no writer has kept them yet).
+func SumsFrom(ctx context.Context, db DB) (hour time.Time, ok bool, err error) {
+	err = db.QueryRow(ctx, `SELECT hour FROM share_sums_from`).Scan(&hour)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return hour, false, nil
+	}
+	if err != nil {
+		return hour, false, fmt.Errorf("read first hour of share sums: %w", err)
+	}
+	return hour, true, nil
+}
