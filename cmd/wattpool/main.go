@@ -97,6 +97,7 @@ commands:
   payouts paid     record the txid a batch was broadcast as (--batch, --txid)
   payouts statement  one account's statement over a UTC period (--account, --from, --to, --format csv|json)
   payouts reconcile  per block, coinbase = credits + fee + remainder; totals per day; exit 1 on a mismatch (--from, --to)
+  payouts backfill-sums  sum the hours stored before the writer kept hourly sums, so explain sums them too (--from)
   audit head       the sealed share log's latest segment and hash: keep it outside the database (--format)
   audit verify     re-hash every share row and archive against the sealed chain; exit 1 naming any row inserted, changed or deleted (--from, --to, --format)
   audit archive    archive, check and drop the share partitions older than [audit] retention (serve does it daily)

@@ -28,6 +28,7 @@ var payoutsCommands = []subcommand{
 	{"paid", "record the txid of a paid batch", cmdPayoutsPaid},
 	{"statement", "an account's statement for a period", cmdPayoutsStatement},
 	{"reconcile", "per block and period: coinbase = credits + fee + remainder", cmdPayoutsReconcile},
+	{"backfill-sums", "sum the hours stored before the writer kept hourly sums", cmdPayoutsBackfillSums},
 }
 
 // cmdPayouts dispatches the payouts subcommands.
