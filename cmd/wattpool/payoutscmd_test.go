@@ -226,7 +226,7 @@ func TestPayoutsExplain(t *testing.T) {
 			t.Errorf("%s: err %v (exit %d), stdout %q, stderr %q; want exit %d with %q", tc.name, err, exitCode(err), o, e, tc.code, tc.want)
 		}
 	}
-	if _, _, err := runCmd(t, ctx, lookup, "payouts", "settle"); err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "want 'payouts explain', 'payouts run', 'payouts address', 'payouts pay', 'payouts paid', 'payouts statement' or 'payouts reconcile'") {
+	if _, _, err := runCmd(t, ctx, lookup, "payouts", "settle"); err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), "want 'payouts explain', 'payouts run', 'payouts address', 'payouts pay', 'payouts paid', 'payouts statement', 'payouts reconcile' or 'payouts backfill-sums'") {
 		t.Errorf("unknown subcommand: %v", err)
 	}
 }
