@@ -304,15 +304,15 @@ func (c *confirmer) start(r Record, g Group, rateBefore float64, covered bool, a
 	c.mu.Lock()
 	if r.Action == ActionCurtail {
 		conf.RateReference = rateBefore
-		// A rate read before a whole window has passed since the pool
-		// started is too low to be what a resume must come back to (it
-		// would confirm too easily): the resume then falls back to the
-		// nominal hashrate.
-		if now.Sub(c.began) >= cs.Window {
-			c.miningRate[r.Group] = rateBefore
-		} else {
-			delete(c.miningRate, r.Group)
+		// A rate read before a whole window has passed since the loop
+		// started covers only part of the window, so it reads low and a
+		// resume would confirm too easily against it: what a resume
+		// must come back to is that rate over the part it covers.
+		ref := rateBefore
+		if covered := now.Sub(c.began).Truncate(time.Second); covered < cs.Window {
+			ref = rateBefore * float64(cs.Window.Truncate(time.Second)) / float64(max(covered, time.Second))
 		}
+		c.miningRate[r.Group] = ref
 		conf.Threshold = cs.Below * rateBefore
 	} else {
 		conf.State = ConfirmResuming

@@ -269,8 +269,9 @@ func TestConfirmCurtailAndResume(t *testing.T) {
 
 // TestConfirmResumeReferenceNeedsAWholeWindow: a curtailment within the
 // first confirm_window of the loop read a rate over less than a window
-// (too low), so its resume must come back to the group's nominal hashrate
-// (20,000 TH/s = 20e15 / 2^32 difficulty per second), not to that rate.
+// (too low: 3 over a 2-minute window of which 1 minute had passed), so its
+// resume must come back to the rate over the part it covered (6), not to
+// 3.
 func TestConfirmResumeReferenceNeedsAWholeWindow(t *testing.T) {
 	fleet := newFakeFleet("", "", "")
 	h, _, _ := confirmHarness(t, fleet, func(c *LoopConfig) {
@@ -285,9 +286,8 @@ func TestConfirmResumeReferenceNeedsAWholeWindow(t *testing.T) {
 	h.lease.v = 100
 	h.step()
 	c := settled(t, h.loop, "a")
-	nominal := groupA.HashrateTHs * 1e12 / (1 << 32)
-	if c.Action != ActionResume || c.RateReference != nominal || c.Threshold != 0.5*nominal {
-		t.Fatalf("resume confirmation %+v, want reference %v", c, nominal)
+	if c.Action != ActionResume || c.RateReference != 6 || c.Threshold != 3 {
+		t.Fatalf("resume confirmation %+v, want reference 6", c)
 	}
 }
 
