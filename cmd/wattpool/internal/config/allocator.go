@@ -178,16 +178,9 @@ func defaultAllocator() AllocatorFile {
 // tables: the backtest needs no node, payout address or database. The
 // groups are not checked against [[stratum.group]] here.
 func LoadAllocator(path string) (*AllocatorConfig, error) {
-	f := Defaults()
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, Errors{fmt.Errorf("read config file: %w", err)}
-		}
-		if err := decode(raw, &f); err != nil {
-			errs, _ := decodeErrors(err)
-			return nil, errs
-		}
+	f, errs, _ := decodeFile(path)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	v := &validator{}
 	c := v.allocatorTables(&f.Allocator)

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -81,16 +80,9 @@ func (v *validator) auditTable(a *AuditFile) AuditConfig {
 // (unknown keys anywhere are errors) but validates only [audit]: the audit
 // commands need the database, not a node or a payout address.
 func LoadAudit(path string) (*AuditConfig, error) {
-	f := Defaults()
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, Errors{fmt.Errorf("read config file: %w", err)}
-		}
-		if err := decode(raw, &f); err != nil {
-			errs, _ := decodeErrors(err)
-			return nil, errs
-		}
+	f, errs, _ := decodeFile(path)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	v := &validator{}
 	c := v.auditTable(&f.Audit)

@@ -57,17 +57,9 @@ func Parse(raw []byte, lookup func(string) (string, bool)) (*Config, error) {
 // one setting (the database URL) and must work while unrelated ones are
 // wrong. Syntax errors and values of the wrong type are still errors.
 func DecodeFileAt(path string, lookup func(string) (string, bool)) (File, error) {
-	f := Defaults()
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return f, Errors{fmt.Errorf("read config file: %w", err)}
-		}
-		if err := decode(raw, &f); err != nil {
-			if errs, fatal := decodeErrors(err); fatal {
-				return f, errs
-			}
-		}
+	f, errs, fatal := decodeFile(path)
+	if fatal {
+		return f, errs
 	}
 	if lookup != nil {
 		if _, errs := ApplyEnv(&f, lookup); len(errs) > 0 {
@@ -75,6 +67,25 @@ func DecodeFileAt(path string, lookup func(string) (string, bool)) (File, error)
 		}
 	}
 	return f, nil
+}
+
+// decodeFile reads the file at path (none when empty) strictly over the
+// defaults. errs holds every decoding error; fatal is set when the file
+// could not be read or the decoder stopped part-way, so that f is not
+// worth validating.
+func decodeFile(path string) (f File, errs Errors, fatal bool) {
+	f = Defaults()
+	if path == "" {
+		return f, nil, false
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return f, Errors{fmt.Errorf("read config file: %w", err)}, true
+	}
+	if err := decode(raw, &f); err != nil {
+		errs, fatal = decodeErrors(err)
+	}
+	return f, errs, fatal
 }
 
 func decode(raw []byte, f *File) error {

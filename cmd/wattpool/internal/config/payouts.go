@@ -1,8 +1,6 @@
 package config
 
 import (
-	"fmt"
-	"os"
 	"time"
 
 	"github.com/btcsuite/btcd/chaincfg/v2"
@@ -107,16 +105,9 @@ func (v *validator) payoutsTable(p *PayoutsFile) PayoutsConfig {
 // payout address. lookup (nil: none) applies the WATTPOOL_* variables as
 // Load does.
 func LoadPayouts(path string, lookup func(string) (string, bool)) (*PayoutsConfig, error) {
-	f := Defaults()
-	if path != "" {
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return nil, Errors{fmt.Errorf("read config file: %w", err)}
-		}
-		if err := decode(raw, &f); err != nil {
-			errs, _ := decodeErrors(err)
-			return nil, errs
-		}
+	f, errs, _ := decodeFile(path)
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	v := &validator{}
 	if lookup != nil {
