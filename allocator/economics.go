@@ -5,42 +5,16 @@ import (
 	"math"
 
 	"github.com/btcsuite/btcd/chaincfg/v2"
+
+	"github.com/wattpool/wattpool/stratum/work"
 )
 
 // SatsPerBTC converts the chain's integer satoshis to bitcoin.
 const SatsPerBTC = 1e8
 
-// baseSubsidySats is the first epoch's block subsidy, 50 BTC.
-const baseSubsidySats int64 = 50 * 1e8
-
-// maxHalvings is the halving count from which the subsidy is zero: 50 BTC
-// shifted right 64 times (and a Go shift of an int64 by 64 or more would
-// not be zero for negative values, nor portable in intent).
-const maxHalvings = 64
-
-// Subsidy returns the block subsidy in satoshis at height on params'
-// halving schedule (SubsidyReductionInterval: 210,000 blocks on mainnet,
-// 150 on regtest). It is computed in integers, as consensus does, so that
-// the float hashprice starts from the exact coin amount. A negative height
-// is treated as 0 and a network without halvings pays 50 BTC forever.
-func Subsidy(height int64, params *chaincfg.Params) (sats int64) {
-	if height < 0 {
-		height = 0
-	}
-	interval := int64(params.SubsidyReductionInterval)
-	if interval <= 0 {
-		return baseSubsidySats
-	}
-	halvings := height / interval
-	if halvings >= maxHalvings {
-		return 0
-	}
-	return baseSubsidySats >> uint(halvings)
-}
-
-// SubsidyBTC is Subsidy in bitcoin, the unit Market carries.
+// SubsidyBTC is work.Subsidy in bitcoin, the unit Market carries.
 func SubsidyBTC(height int64, params *chaincfg.Params) float64 {
-	return float64(Subsidy(height, params)) / SatsPerBTC
+	return float64(work.Subsidy(height, params)) / SatsPerBTC
 }
 
 // diff1Hashes is 2^32, the expected hashes per unit of difficulty.

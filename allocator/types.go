@@ -104,7 +104,7 @@ type Market struct {
 	LeaseUSDPerMWh  float64
 	FeesBTCPerBlock float64
 	// Height is the height of the block being mined; SubsidyBTC is its
-	// subsidy (Subsidy(height, network)).
+	// subsidy (SubsidyBTC(height, network)).
 	Height     int64
 	SubsidyBTC float64
 }

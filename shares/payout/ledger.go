@@ -98,24 +98,6 @@ func NewLedger(db TxDB, instance string, net *chaincfg.Params, opts ...LedgerOpt
 	return l
 }
 
-// Subsidy is the block subsidy at height on net's halving schedule, in
-// integer satoshis as consensus computes it.
-func Subsidy(height int64, net *chaincfg.Params) int64 {
-	const base = 50 * 100_000_000
-	if height < 0 {
-		height = 0
-	}
-	interval := int64(net.SubsidyReductionInterval)
-	if interval <= 0 {
-		return base
-	}
-	h := height / interval
-	if h >= 64 {
-		return 0
-	}
-	return base >> uint(h)
-}
-
 // inTx runs fn in a transaction holding the ledger's advisory lock.
 func (l *Ledger) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, l.db, func(tx pgx.Tx) error {

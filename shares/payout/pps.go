@@ -12,6 +12,8 @@ import (
 	"github.com/btcsuite/btcd/wire/v2"
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/wattpool/wattpool/stratum/work"
 )
 
 // PPS and FPPS.
@@ -337,7 +339,7 @@ func (l *Ledger) valuePerDiff(ctx context.Context, tx pgx.Tx, p ParamsAt, instan
 	if !(netDiff > 0) {
 		return nil, fmt.Errorf("job %s/%s has network difficulty %v", instance, jobID, netDiff)
 	}
-	reward := new(big.Rat).SetInt64(Subsidy(height, l.net))
+	reward := new(big.Rat).SetInt64(work.Subsidy(height, l.net))
 	if p.Scheme == FPPS {
 		f, ok := fees[height]
 		if !ok {
@@ -370,7 +372,7 @@ func (l *Ledger) averageFees(ctx context.Context, tx pgx.Tx, height, n int64) (*
 		if err != nil {
 			return fmt.Errorf("fpps: job at height %d: %w", h, err)
 		}
-		f := v - Subsidy(h, l.net)
+		f := v - work.Subsidy(h, l.net)
 		if f < 0 {
 			f = 0
 		}
