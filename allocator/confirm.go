@@ -176,15 +176,9 @@ type WebhookAlerter struct{ client *webhook.Client }
 // NewWebhookAlerter builds the alerter on [allocator.webhook] and its
 // secret (SecretFromEnv); now is the signature's clock (time.Now if nil).
 func NewWebhookAlerter(spec WebhookSpec, secret []byte, now func() time.Time, log *zap.Logger) (*WebhookAlerter, error) {
-	if spec.URL == nil {
-		return nil, errors.New("allocator.webhook.url: empty")
-	}
-	if log == nil {
-		log = zap.NewNop()
-	}
-	c, err := webhook.NewClient(spec.URL.String(), secret, spec.Timeout, now, log)
+	c, err := newWebhookClient(spec, secret, now, log)
 	if err != nil {
-		return nil, fmt.Errorf("allocator.webhook: %w", err)
+		return nil, err
 	}
 	return &WebhookAlerter{client: c}, nil
 }

@@ -134,6 +134,19 @@ type WebhookActuator struct {
 // secret (see SecretFromEnv). mode is stamped on every document; now is
 // the clock of the signature's t (time.Now when nil).
 func NewWebhookActuator(spec WebhookSpec, secret []byte, mode Mode, now func() time.Time, log *zap.Logger) (*WebhookActuator, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	c, err := newWebhookClient(spec, secret, now, log)
+	if err != nil {
+		return nil, err
+	}
+	return &WebhookActuator{client: c, mode: mode, log: log}, nil
+}
+
+// newWebhookClient is the signed client of [allocator.webhook] that the
+// actuator and the alerter both post through.
+func newWebhookClient(spec WebhookSpec, secret []byte, now func() time.Time, log *zap.Logger) (*webhook.Client, error) {
 	if spec.URL == nil {
 		return nil, errors.New("allocator.webhook.url: empty")
 	}
@@ -144,7 +157,7 @@ func NewWebhookActuator(spec WebhookSpec, secret []byte, mode Mode, now func() t
 	if err != nil {
 		return nil, fmt.Errorf("allocator.webhook: %w", err)
 	}
-	return &WebhookActuator{client: c, mode: mode, log: log}, nil
+	return c, nil
 }
 
 // Name is "webhook".
